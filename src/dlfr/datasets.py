@@ -22,7 +22,7 @@ import numpy as np
 __all__ = ["load_mnist", "read_idx", "xor", "logic_gate", "one_hot", "LOGIC_GATES"]
 
 # IDX type code -> big-endian element type, as the format defines them.
-_IDX_TYPES = {
+_IDX_TYPES: dict[int, np.dtype] = {
     0x08: np.dtype(">u1"),
     0x09: np.dtype(">i1"),
     0x0B: np.dtype(">i2"),

@@ -233,7 +233,7 @@ def save_model(
         problem = _check_layers(sizes, weights, biases, np.dtype(dtype_name))
     if problem:
         raise ValueError(f"cannot save model to {path}: {problem}")
-    arrays = {}
+    arrays: dict[str, Any] = {}
     for i, (W, b) in enumerate(zip(weights, biases, strict=True)):
         arrays[f"W{i}"], arrays[f"b{i}"] = W, b
 
@@ -260,7 +260,7 @@ def save_model(
     _write_atomically(path, arrays)
 
 
-def _write_atomically(path: str, arrays: dict[str, np.ndarray]) -> None:
+def _write_atomically(path: str, arrays: dict[str, Any]) -> None:
     """Write ``arrays`` as an .npz at exactly ``path``, all or nothing.
 
     Parameters
@@ -393,7 +393,8 @@ def _read_model(npz: Any, name: str, allowed: tuple[str, ...]) -> ModelFile:
     if _HEADER not in members:
         raise ValueError(f"{name}: not a dlfr model file (no header array)")
     header = _parse_header(_load_member(npz, _HEADER, name), name)
-    sizes, activations = header.get("sizes"), header.get("activations")
+    sizes: Any = header.get("sizes")
+    activations: Any = header.get("activations")
     problem = _check_structure(sizes, activations, header.get("dtype"), allowed)
     if problem:
         raise ValueError(f"{name}: {problem}")

@@ -81,6 +81,12 @@ class Perceptron:
     (True, [0, 0, 0, 1])
     """
 
+    W: np.ndarray
+    b: float
+    n_features: int
+    dtype: np.dtype
+    converged_: bool
+
     def __init__(self, n_features: int, seed: Any = None, dtype: Any = "float32") -> None:
         if isinstance(n_features, bool) or not isinstance(n_features, numbers.Integral):
             raise TypeError(f"n_features must be an int, got {type(n_features).__name__}")
