@@ -167,20 +167,23 @@ void FN(activate)(const REAL *z, REAL *out, ptrdiff_t n, int act)
 
 void FN(bias_act)(REAL *Y, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t ldy, const REAL *b, int act)
 {
-    for (ptrdiff_t r = 0; r < rows; r++) {
-        REAL *y = Y + r * ldy;
-        if (b) {
+    if (b)
+        for (ptrdiff_t r = 0; r < rows; r++) {
+            REAL *y = Y + r * ldy;
             SIMD_LOOP
             for (ptrdiff_t j = 0; j < cols; j++) y[j] += b[j];
         }
+    if (act == DLFR_IDENTITY) return;
+    if (act != DLFR_SOFTMAX && cols == ldy) {
+        /* contiguous block: one long vectorised pass */
+        FN(activate)(Y, Y, rows * cols, act);
+        return;
+    }
+    for (ptrdiff_t r = 0; r < rows; r++) {
         if (act == DLFR_SOFTMAX)
-            FN(softmax_row)(y, cols);
-        else if (act != DLFR_IDENTITY && cols == ldy && r == 0) {
-            /* contiguous block: one long vectorised pass */
-            FN(activate)(Y, Y, rows * cols, act);
-            return;
-        } else
-            FN(activate)(y, y, cols, act);
+            FN(softmax_row)(Y + r * ldy, cols);
+        else
+            FN(activate)(Y + r * ldy, Y + r * ldy, cols, act);
     }
 }
 

@@ -23,7 +23,7 @@ FLOAT_DTYPES = (F32, F64)
 def real_dtype(name: str, dtype: Any) -> np.dtype:
     """The network dtype named by ``dtype`` (float32 or float64), or ValueError."""
     try:
-        dt = np.dtype(dtype)
+        dt = None if dtype is None else np.dtype(dtype)  # np.dtype(None) is float64
     except TypeError:
         dt = None
     if dt not in FLOAT_DTYPES:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import _kernels
-from ._validation import F32, as_array, check_ndim, out_array
+from ._validation import F32, F64, as_array, check_ndim, out_array
 from .activations import ACTIVATIONS, code
 
 __all__ = [
