@@ -282,3 +282,427 @@ def _select_simd_from_environment():
 
 
 _select_simd_from_environment()
+
+
+# ---- networks: the whole forward pass, and a training epoch, in one call ----
+#
+# A network's layers are given as parallel lists: W (n_in, ld) and b (ld,)
+# arrays, padded with zero columns to ld = n_out rounded up to PANEL, plus
+# n_out and the activation code of each layer. The same padded arrays serve
+# inference and training (dlfr.layers.Dense stores its weights that way), so
+# nothing is repacked while the weights stay where they are.
+
+from cpython.buffer cimport PyBUF_ANY_CONTIGUOUS, PyBUF_FORMAT, PyBUF_ND, PyObject_GetBuffer, \
+    PyBuffer_Release, PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy, memset
+from libc.math cimport log
+
+
+cdef enum:
+    MAX_LAYERS = 64
+    # Rows per chunk of the forward pass: one chunk's activations stay in
+    # cache through every layer.
+    CHUNK_ROWS = 128
+    # Below this many rows a forward pass stays on one thread.
+    PARALLEL_MIN_ROWS_ = 512
+
+PARALLEL_MIN_ROWS = PARALLEL_MIN_ROWS_
+
+
+cdef struct Net:
+    int n_layers
+    int wide            # some layer goes to BLAS
+    Py_ssize_t n_in[MAX_LAYERS]
+    Py_ssize_t n_out[MAX_LAYERS]
+    Py_ssize_t ld[MAX_LAYERS]
+    int act[MAX_LAYERS]
+    void *W[MAX_LAYERS]
+    void *b[MAX_LAYERS]
+    Py_ssize_t max_ld
+
+
+cdef int _describe(Net *net, list weights, list biases, list n_outs, list acts,
+                   Py_buffer *views, int *held, int writable) except -1:
+    """Fill ``net`` from the layer lists, holding a buffer on each array.
+
+    ``held`` counts the buffers taken, for _release, even when this raises.
+    """
+    cdef int i, L = len(weights)
+    cdef int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (PyBUF_WRITABLE if writable else 0)
+    if L < 1 or L > MAX_LAYERS:
+        raise ValueError(f"a network has 1 to {MAX_LAYERS} layers; got {L}")
+    net.n_layers = L
+    net.wide = 0
+    net.max_ld = 0
+    for i in range(L):
+        PyObject_GetBuffer(weights[i], &views[held[0]], flags)
+        held[0] += 1
+        PyObject_GetBuffer(biases[i], &views[held[0]], flags)
+        held[0] += 1
+        net.n_in[i] = views[2 * i].shape[0]
+        net.ld[i] = views[2 * i].shape[1]
+        net.n_out[i] = n_outs[i]
+        net.act[i] = acts[i]
+        net.W[i] = views[2 * i].buf
+        net.b[i] = views[2 * i + 1].buf
+        if (views[2 * i].ndim != 2 or views[2 * i + 1].ndim != 1
+                or views[2 * i].itemsize != views[0].itemsize
+                or views[2 * i + 1].itemsize != views[0].itemsize
+                or net.ld[i] % DLFR_PANEL or net.ld[i] < net.n_out[i]
+                or views[2 * i + 1].shape[0] != net.ld[i]
+                or (i > 0 and net.n_in[i] != net.n_out[i - 1])):
+            raise ValueError("dlfr._kernels: layer arrays do not chain or are not padded")
+        if net.n_out[i] > NARROW_MAX_:
+            net.wide = 1
+        if net.ld[i] > net.max_ld:
+            net.max_ld = net.ld[i]
+    return 0
+
+
+cdef void _release(Py_buffer *views, int held) noexcept:
+    cdef int i
+    for i in range(held):
+        PyBuffer_Release(&views[i])
+
+
+cdef void _layer(Net *net, int l, Py_ssize_t rows, const floating *A, Py_ssize_t lda,
+                 floating *C) noexcept nogil:
+    """C (rows x ld) = act(A @ W + b) for layer l; padding columns are junk."""
+    cdef Py_ssize_t ld = net.ld[l], n_in = net.n_in[l]
+    cdef const floating *W = <const floating *>net.W[l]
+    cdef const floating *b = <const floating *>net.b[l]
+    if net.n_out[l] <= NARROW_MAX_ or n_in == 0:
+        _gemm(rows, ld, n_in, A, lda, 1, W, ld, b, C, ld, 0, 1)
+        _bias_act(C, rows, net.n_out[l], ld, <const floating *>NULL, net.act[l])
+    else:
+        _blas_gemm_rowmajor(rows, ld, n_in, A, lda, W, ld, C, ld, 0)
+        _bias_act(C, rows, net.n_out[l], ld, b, net.act[l])
+
+
+cdef void _forward_chunk(Net *net, Py_ssize_t rows, const floating *X, Py_ssize_t ldx,
+                         floating *out, floating *buf0, floating *buf1) noexcept nogil:
+    """out (rows x n_out of the last layer) = the network applied to X's rows."""
+    cdef int l, last = net.n_layers - 1
+    cdef const floating *A = X
+    cdef Py_ssize_t lda = ldx, r, n_out = net.n_out[last]
+    cdef floating *C
+    for l in range(net.n_layers):
+        C = buf0 if l % 2 == 0 else buf1
+        if l == last and net.ld[l] == n_out:
+            C = out  # no padding: write the result in place
+        _layer(net, l, rows, A, lda, C)
+        A = C
+        lda = net.ld[l]
+    if A != out:
+        for r in range(rows):
+            memcpy(&out[r * n_out], &A[r * lda], n_out * sizeof(floating))
+
+
+cdef void _scale_rows(const unsigned char *src, Py_ssize_t n, floating scale,
+                      floating *dst) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        dst[i] = src[i] * scale
+
+
+cdef int _forward(Net *net, Py_ssize_t n, const void *X, int x_is_u8, floating scale,
+                  floating *out, int n_threads) except -1 nogil:
+    """The whole network over n rows, in chunks, on up to n_threads threads."""
+    cdef Py_ssize_t n_in = net.n_in[0], n_out = net.n_out[net.n_layers - 1]
+    cdef Py_ssize_t chunk = CHUNK_ROWS, n_chunks = (n + chunk - 1) // chunk
+    cdef Py_ssize_t c, r0, rows
+    cdef Py_ssize_t per_thread = 2 * chunk * net.max_ld + (chunk * n_in if x_is_u8 else 0)
+    cdef floating *work
+    cdef floating *mine
+    cdef const floating *Xc
+    cdef int threads = n_threads
+    if n_chunks < threads:
+        threads = <int>n_chunks
+    if threads < 1:
+        threads = 1
+    work = <floating *>malloc(threads * per_thread * sizeof(floating) + 64)
+    if work == NULL:
+        with gil:
+            raise MemoryError("dlfr: no memory for the forward pass's working buffers")
+    if threads == 1:
+        for c in range(n_chunks):
+            r0 = c * chunk
+            rows = min(chunk, n - r0)
+            if x_is_u8:
+                Xc = work + 2 * chunk * net.max_ld
+                _scale_rows(<const unsigned char *>X + r0 * n_in, rows * n_in, scale,
+                            <floating *>Xc)
+            else:
+                Xc = <const floating *>X + r0 * n_in
+            _forward_chunk(net, rows, Xc, n_in, out + r0 * n_out, work,
+                           work + chunk * net.max_ld)
+    else:
+        for c in prange(n_chunks, num_threads=threads, schedule="static"):
+            mine = work + omp_get_thread_num() * per_thread
+            r0 = c * chunk
+            rows = min(chunk, n - r0)
+            if x_is_u8:
+                Xc = mine + 2 * chunk * net.max_ld
+                _scale_rows(<const unsigned char *>X + r0 * n_in, rows * n_in, scale,
+                            <floating *>Xc)
+            else:
+                Xc = <const floating *>X + r0 * n_in
+            _forward_chunk(net, rows, Xc, n_in, out + r0 * n_out, mine,
+                           mine + chunk * net.max_ld)
+    free(work)
+    return 0
+
+
+cdef extern from "_omp.h" nogil:
+    int omp_get_thread_num()
+
+
+def forward(list weights, list biases, list n_outs, list acts, object X, object out,
+            int n_threads, double scale=1.0):
+    """out = the network applied to X (rows), with the GIL released.
+
+    X: C-contiguous (n, n_in) float32/float64 of the weights' dtype, or uint8
+    (then multiplied by ``scale`` as it is read). out: C-contiguous writeable
+    (n, n_out) of the weights' dtype. The caller (dlfr.network) has checked
+    shapes and dtypes; a mismatch here is a bug and raises.
+    """
+    cdef Net net
+    cdef Py_buffer views[2 * MAX_LAYERS]
+    cdef Py_buffer xv, ov
+    cdef int got_x = 0, got_o = 0, is_u8, is_f32, held = 0
+    cdef Py_ssize_t n
+    try:
+        _describe(&net, weights, biases, n_outs, acts, views, &held, 0)
+        PyObject_GetBuffer(X, &xv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+        got_x = 1
+        PyObject_GetBuffer(out, &ov, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE)
+        got_o = 1
+        is_f32 = views[0].itemsize == 4
+        is_u8 = xv.itemsize == 1
+        n = xv.shape[0]
+        if (xv.ndim != 2 or xv.shape[1] != net.n_in[0] or ov.ndim != 2 or ov.shape[0] != n
+                or ov.shape[1] != net.n_out[net.n_layers - 1]
+                or ov.itemsize != views[0].itemsize
+                or not (is_u8 or xv.itemsize == views[0].itemsize)):
+            raise ValueError("dlfr._kernels.forward: arrays do not match the network")
+        if n == 0:
+            return out
+        if net.wide:
+            n_threads = 1  # BLAS threads the wide layers; one threading runtime per call
+        with nogil:
+            if is_f32:
+                _forward(&net, n, xv.buf, is_u8, <float>scale, <float *>ov.buf, n_threads)
+            else:
+                _forward(&net, n, xv.buf, is_u8, <double>scale, <double *>ov.buf, n_threads)
+    finally:
+        _release(views, held)
+        if got_x:
+            PyBuffer_Release(&xv)
+        if got_o:
+            PyBuffer_Release(&ov)
+    return out
+
+
+# ---- training: one epoch of mini-batch SGD per call ----
+
+LOSS_MSE = 0
+LOSS_CROSS_ENTROPY = 1
+
+from libc.float cimport DBL_MIN
+from libc.stdint cimport int64_t
+
+
+cdef inline double _safe_log(double x) noexcept nogil:
+    return log(x if x > DBL_MIN else DBL_MIN)
+
+
+cdef void _output_delta(Net *net, Py_ssize_t m, const floating *A, const floating *Y,
+                        floating *D, int loss, double *loss_sum,
+                        Py_ssize_t *correct) noexcept nogil:
+    """D = dC/dz of the output layer for each row; adds up loss and hits."""
+    cdef int L = net.n_layers - 1
+    cdef Py_ssize_t n_out = net.n_out[L], ld = net.ld[L], r, j, best_a, best_y
+    cdef const floating *a
+    cdef const floating *y
+    cdef floating *d
+    cdef double total = 0, diff
+    for r in range(m):
+        a = A + r * ld
+        y = Y + r * n_out
+        d = D + r * ld
+        best_a = 0
+        best_y = 0
+        for j in range(n_out):
+            d[j] = a[j] - y[j]
+            if loss == 0:
+                diff = a[j] - y[j]
+                total += 0.5 * diff * diff
+            elif net.act[L] == DLFR_SOFTMAX:
+                total -= y[j] * _safe_log(a[j])
+            else:
+                total -= y[j] * _safe_log(a[j]) + (1 - y[j]) * _safe_log(1 - a[j])
+            if a[j] > a[best_a]:
+                best_a = j
+            if y[j] > y[best_y]:
+                best_y = j
+        if n_out == 1:
+            correct[0] += (a[0] >= 0.5) == (y[0] >= 0.5)
+        else:
+            correct[0] += best_a == best_y
+    loss_sum[0] += total
+    if loss == 0:  # the quadratic cost also goes through the output activation
+        _act_backward(D, A, m, n_out, ld, net.act[L])
+
+
+cdef inline void _act_backward(floating *D, const floating *A, Py_ssize_t rows, Py_ssize_t cols,
+                               Py_ssize_t ld, int act) noexcept nogil:
+    if floating is float:
+        dlfr_act_backward_f32(D, A, rows, cols, ld, act)
+    else:
+        dlfr_act_backward_f64(D, A, rows, cols, ld, act)
+
+
+cdef inline void _gemm_nt(Py_ssize_t m, Py_ssize_t n_out, Py_ssize_t n, const floating *D,
+                          Py_ssize_t ldd, const floating *W, Py_ssize_t ldw, floating *C,
+                          Py_ssize_t ldc) noexcept nogil:
+    if floating is float:
+        dlfr_gemm_nt_f32(m, n_out, n, D, ldd, W, ldw, C, ldc)
+    else:
+        dlfr_gemm_nt_f64(m, n_out, n, D, ldd, W, ldw, C, ldc)
+
+
+cdef void _train_epoch(Net *net, floating *work, Py_ssize_t batch, const floating *X,
+                       const floating *Y, Py_ssize_t n, const int64_t *order, floating lr,
+                       int loss, double *loss_sum, Py_ssize_t *correct) noexcept nogil:
+    cdef int L = net.n_layers, l
+    cdef Py_ssize_t n_in = net.n_in[0], n_out = net.n_out[L - 1]
+    cdef Py_ssize_t s = 0, m, r, j, lda
+    cdef floating *Xb = work
+    cdef floating *Yb = Xb + batch * n_in
+    cdef floating *A[MAX_LAYERS]
+    cdef floating *D[MAX_LAYERS]
+    cdef floating *p = Yb + batch * n_out
+    cdef floating *W
+    cdef floating *b
+    cdef const floating *A_prev
+    cdef floating step, colsum
+    for l in range(L):
+        A[l] = p
+        D[l] = p + batch * net.ld[l]
+        p += 2 * batch * net.ld[l]
+    while s < n:
+        m = min(batch, n - s)
+        step = -lr / m  # the gradient is the mean over the mini-batch
+        for r in range(m):
+            memcpy(&Xb[r * n_in], &X[order[s + r] * n_in], n_in * sizeof(floating))
+            memcpy(&Yb[r * n_out], &Y[order[s + r] * n_out], n_out * sizeof(floating))
+        # forward, keeping every layer's output
+        A_prev = Xb
+        lda = n_in
+        for l in range(L):
+            _layer(net, l, m, A_prev, lda, A[l])
+            A_prev = A[l]
+            lda = net.ld[l]
+        _output_delta(net, m, A[L - 1], Yb, D[L - 1], loss, loss_sum, correct)
+        # backward: each delta goes through W^T before W takes its step
+        for l in range(L - 1, -1, -1):
+            W = <floating *>net.W[l]
+            b = <floating *>net.b[l]
+            if l > 0:
+                _gemm_nt(m, net.n_in[l], net.ld[l], D[l], net.ld[l], W, net.ld[l],
+                         D[l - 1], net.ld[l - 1])
+                _act_backward(D[l - 1], A[l - 1], m, net.n_out[l - 1], net.ld[l - 1],
+                              net.act[l - 1])
+                A_prev = A[l - 1]
+                lda = net.ld[l - 1]
+            else:
+                A_prev = Xb
+                lda = n_in
+            # W += step * A_prev^T @ D: the gradient GEMM with the update folded in
+            _gemm(net.n_in[l], net.ld[l], m, A_prev, 1, lda, D[l], net.ld[l],
+                  <const floating *>NULL, W, net.ld[l], 1, step)
+            for j in range(net.n_out[l]):
+                colsum = 0
+                for r in range(m):
+                    colsum += D[l][r * net.ld[l] + j]
+                b[j] += step * colsum
+        s += m
+
+
+cdef class Trainer:
+    """Working memory for training one network shape: allocated once per fit.
+
+    ``epoch`` runs a whole epoch of mini-batch SGD in one call with the GIL
+    released, updating the padded weight and bias arrays in place.
+    """
+    cdef void *work
+    cdef Py_ssize_t batch, itemsize, words
+    cdef tuple shape
+
+    def __cinit__(self, list n_ins, list lds, Py_ssize_t n_targets, Py_ssize_t batch_size,
+                  int itemsize):
+        cdef Py_ssize_t words = batch_size * (n_ins[0] + n_targets), ld
+        for ld in lds:
+            words += 2 * batch_size * ld
+        self.work = malloc(words * itemsize + 64)
+        if self.work == NULL:
+            raise MemoryError("dlfr: no memory for training buffers")
+        # deltas' padding columns must start (and stay) zero
+        memset(self.work, 0, words * itemsize)
+        self.batch = batch_size
+        self.itemsize = itemsize
+        self.words = words
+        self.shape = (tuple(n_ins), tuple(lds), n_targets)
+
+    def __dealloc__(self):
+        free(self.work)
+
+    def epoch(self, list weights, list biases, list n_outs, list acts, object X, object Y,
+              object order, double learning_rate, int loss):
+        """One epoch over X[order]; returns (summed loss, number of hits)."""
+        cdef Net net
+        cdef Py_buffer views[2 * MAX_LAYERS]
+        cdef Py_buffer xv, yv, iv
+        cdef int held = 0, got = 0
+        cdef double loss_sum = 0
+        cdef Py_ssize_t correct = 0, n
+        cdef int l
+        try:
+            _describe(&net, weights, biases, n_outs, acts, views, &held, 1)
+            PyObject_GetBuffer(X, &xv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+            got = 1
+            PyObject_GetBuffer(Y, &yv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+            got = 2
+            PyObject_GetBuffer(order, &iv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+            got = 3
+            n = xv.shape[0]
+            if ((tuple([net.n_in[l] for l in range(net.n_layers)]),
+                 tuple([net.ld[l] for l in range(net.n_layers)]),
+                 net.n_out[net.n_layers - 1]) != self.shape
+                    or xv.itemsize != self.itemsize or yv.itemsize != self.itemsize
+                    or views[0].itemsize != self.itemsize
+                    or xv.ndim != 2 or xv.shape[1] != net.n_in[0]
+                    or yv.ndim != 2 or yv.shape[0] != n
+                    or yv.shape[1] != net.n_out[net.n_layers - 1]
+                    or iv.ndim != 1 or iv.shape[0] != n or iv.itemsize != 8):
+                raise ValueError("dlfr._kernels.Trainer: arrays do not match the network")
+            with nogil:
+                if self.itemsize == 4:
+                    _train_epoch(&net, <float *>self.work, self.batch, <const float *>xv.buf,
+                                 <const float *>yv.buf, n, <const int64_t *>iv.buf,
+                                 <float>learning_rate, loss, &loss_sum, &correct)
+                else:
+                    _train_epoch(&net, <double *>self.work, self.batch,
+                                 <const double *>xv.buf, <const double *>yv.buf, n,
+                                 <const int64_t *>iv.buf, learning_rate, loss, &loss_sum,
+                                 &correct)
+        finally:
+            _release(views, held)
+            if got >= 1:
+                PyBuffer_Release(&xv)
+            if got >= 2:
+                PyBuffer_Release(&yv)
+            if got >= 3:
+                PyBuffer_Release(&iv)
+        return loss_sum, correct

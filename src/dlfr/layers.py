@@ -1,0 +1,91 @@
+"""``Dense``: one fully connected layer, ``activation(X @ W + b)``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _kernels
+from ._validation import as_array, positive_int, real_dtype
+from .activations import code
+
+
+def _padded_width(n_out: int) -> int:
+    """n_out rounded up to the GEMM's panel width."""
+    return -(-n_out // _kernels.PANEL) * _kernels.PANEL
+
+
+class Dense:
+    """A dense layer of ``n_out`` neurons, each seeing all ``n_in`` inputs.
+
+    ``W`` has shape (n_in, n_out): column j holds neuron j's weights
+    (scikit-learn's ``coefs_`` layout); ``b`` has shape (n_out,).
+    Initialisation: W ~ N(0, 1) / sqrt(n_in) and b ~ N(0, 1) (Nielsen's
+    choice for sigmoid neurons: it keeps the weighted inputs of a fresh layer
+    out of the sigmoid's flat tails). The same ``seed`` gives the same weights.
+
+    The weights live in arrays padded with zero columns to the kernels' panel
+    width; ``W`` and ``b`` are views of them, so writing into ``W`` in place
+    (or assigning a new array to it) is seen by the very next forward pass,
+    with nothing repacked.
+    """
+
+    def __init__(
+        self,
+        n_in: int,
+        n_out: int,
+        activation: str = "sigmoid",
+        dtype: Any = "float32",
+        seed: int | np.random.Generator | None = None,
+    ) -> None:
+        n_in = positive_int(n_in, "n_in")
+        n_out = positive_int(n_out, "n_out")
+        self._act = code(activation)
+        self.activation: str = activation
+        self.dtype: np.dtype = real_dtype("dtype", dtype)
+        self.n_in, self.n_out = n_in, n_out
+        ld = _padded_width(n_out)
+        self._W = np.zeros((n_in, ld), dtype=self.dtype)
+        self._b = np.zeros(ld, dtype=self.dtype)
+        rng = np.random.default_rng(seed)
+        self._W[:, :n_out] = rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)
+        self._b[:n_out] = rng.standard_normal(n_out)
+
+    @property
+    def W(self) -> np.ndarray:
+        """Weights, shape (n_in, n_out): a writeable view of the layer's storage."""
+        return self._W[:, : self.n_out]
+
+    @W.setter
+    def W(self, value: Any) -> None:
+        arr = as_array(value, "W", self.dtype)
+        if arr.shape != (self.n_in, self.n_out):
+            raise ValueError(f"W must have shape {(self.n_in, self.n_out)}; got {arr.shape}")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError("W must be finite (no NaN or inf)")
+        self._W[:, : self.n_out] = arr
+
+    @property
+    def b(self) -> np.ndarray:
+        """Biases, shape (n_out,): a writeable view of the layer's storage."""
+        return self._b[: self.n_out]
+
+    @b.setter
+    def b(self, value: Any) -> None:
+        arr = as_array(value, "b", self.dtype)
+        if arr.shape != (self.n_out,):
+            raise ValueError(f"b must have shape ({self.n_out},); got {arr.shape}")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError("b must be finite (no NaN or inf)")
+        self._b[: self.n_out] = arr
+
+    @property
+    def n_params(self) -> int:
+        return self.n_in * self.n_out + self.n_out
+
+    def __repr__(self) -> str:
+        return (
+            f"Dense({self.n_in}, {self.n_out}, activation={self.activation!r}, "
+            f"dtype={self.dtype.name!r})"
+        )

@@ -1,0 +1,245 @@
+"""``Network``: a stack of dense layers, run by one compiled call."""
+
+from __future__ import annotations
+
+import numbers
+import os
+from typing import Any
+
+import numpy as np
+
+from . import _kernels, io
+from ._validation import as_array, check_ndim, real_dtype
+from .layers import Dense
+
+_U8 = np.dtype(np.uint8)
+
+
+class Network:
+    """A multi-layer perceptron: ``Network([784, 16, 10])`` or ``Network([Dense(...), ...])``.
+
+    Parameters
+    ----------
+    sizes_or_layers : list of int or list of Dense
+        Layer sizes from the input to the output (at least two), or the layers
+        themselves (each one's n_in must equal the previous one's n_out).
+    activation : str
+        Activation of the hidden layers (and of the output unless
+        ``output_activation`` is given): "sigmoid", "tanh", "relu",
+        "identity" or "step".
+    output_activation : str, optional
+        Activation of the last layer, e.g. "softmax" or "identity".
+    dtype : "float32" or "float64"
+        Of the weights and of every computation (default float32).
+    seed : int or numpy.random.Generator, optional
+        The same seed gives the same weights.
+    """
+
+    def __init__(
+        self,
+        sizes_or_layers: Any,
+        activation: str = "sigmoid",
+        output_activation: str | None = None,
+        dtype: Any = "float32",
+        seed: int | np.random.Generator | None = None,
+    ) -> None:
+        items = list(sizes_or_layers)
+        if items and all(isinstance(x, Dense) for x in items):
+            layers = items
+            dtypes = {layer.dtype for layer in layers}
+            if len(dtypes) != 1:
+                raise ValueError(
+                    f"layers must share one dtype; got {sorted(d.name for d in dtypes)}"
+                )
+            for i, (a, b) in enumerate(zip(layers, layers[1:])):
+                if a.n_out != b.n_in:
+                    raise ValueError(
+                        f"layers do not chain: layer {i} has {a.n_out} outputs but layer "
+                        f"{i + 1} expects {b.n_in} inputs"
+                    )
+        else:
+            if len(items) < 2 or not all(
+                isinstance(x, numbers.Integral) and not isinstance(x, bool) and x > 0
+                for x in items
+            ):
+                raise ValueError(
+                    "sizes_or_layers must be a list of at least two positive layer sizes "
+                    f"or a list of Dense layers; got {sizes_or_layers!r}"
+                )
+            dt = real_dtype("dtype", dtype)
+            rng = np.random.default_rng(seed)
+            last = len(items) - 2
+            layers = [
+                Dense(
+                    int(n_in), int(n_out),
+                    activation=(output_activation or activation) if i == last else activation,
+                    dtype=dt, seed=rng,
+                )
+                for i, (n_in, n_out) in enumerate(zip(items, items[1:]))
+            ]
+        self.layers: tuple[Dense, ...] = tuple(layers)
+        self.dtype: np.dtype = self.layers[0].dtype
+        # what the compiled forward pass takes; the arrays are the layers' own storage
+        self._kernel_args = (
+            [layer._W for layer in self.layers],
+            [layer._b for layer in self.layers],
+            [layer.n_out for layer in self.layers],
+            [layer._act for layer in self.layers],
+        )
+
+    # -- description --------------------------------------------------------
+    @property
+    def sizes(self) -> list[int]:
+        return [self.layers[0].n_in] + [layer.n_out for layer in self.layers]
+
+    @property
+    def n_params(self) -> int:
+        return sum(layer.n_params for layer in self.layers)
+
+    def __repr__(self) -> str:
+        acts = [layer.activation for layer in self.layers]
+        act = f"activation={acts[0]!r}"
+        if acts[-1] != acts[0]:
+            act += f", output_activation={acts[-1]!r}"
+        return f"Network({self.sizes}, {act}, dtype={self.dtype.name!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"layers": self.layers}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(list(state["layers"]))  # type: ignore[misc]
+
+    # -- inference ----------------------------------------------------------
+    def _input(self, X: Any) -> np.ndarray:
+        """X as the forward pass takes it: (n, n_in) of the network's dtype, or uint8."""
+        if not (
+            type(X) is np.ndarray and X.flags.c_contiguous and X.ndim == 2
+            and (X.dtype is self.dtype or X.dtype is _U8)
+        ):
+            X = np.asarray(X) if not isinstance(X, np.ndarray) else X
+            X = as_array(X, "X", _U8 if X.dtype == _U8 else self.dtype)
+            check_ndim(X, "X", 2, "(n_samples, n_features)")
+        if X.shape[1] != self.layers[0].n_in:
+            raise ValueError(
+                f"X has {X.shape[1]} features (shape {X.shape}) but the network expects "
+                f"{self.layers[0].n_in}"
+            )
+        return X
+
+    def forward(self, X: Any, n_threads: int | None = None, scale: float | None = None) -> np.ndarray:
+        """Output activations for each row of X, shape (n_samples, n_out).
+
+        X may be any real array (converted to the network's dtype) or uint8,
+        e.g. raw pixels, which the first layer reads directly, multiplied by
+        ``scale`` (default 1/255 for uint8), with no float copy of X.
+        ``n_threads``: None uses every core; small batches stay on one thread.
+        """
+        X = self._input(X)
+        if scale is None:
+            scale = 1.0 / 255.0 if X.dtype is _U8 else 1.0
+        elif X.dtype is not _U8:
+            raise ValueError("scale applies to uint8 input only; scale floats before passing them")
+        n = X.shape[0]
+        out = np.empty((n, self.layers[-1].n_out), dtype=self.dtype)
+        threads = _threads(n_threads, n)
+        _kernels.forward(*self._kernel_args, X, out, threads, scale)
+        return out
+
+    __call__ = forward
+
+    def predict(self, X: Any, n_threads: int | None = None) -> np.ndarray:
+        """Labels: the argmax of the outputs, or output >= 0.5 for a single output."""
+        a = self.forward(X, n_threads)
+        if a.shape[1] == 1:
+            return (a[:, 0] >= 0.5).astype(np.int64)
+        return a.argmax(axis=1)
+
+    def evaluate(self, X: Any, y: Any) -> float:
+        """Accuracy in [0, 1]; y holds integer labels or one-hot rows."""
+        labels = _labels(y, self.layers[-1].n_out)
+        X = self._input(X)
+        if len(labels) != X.shape[0]:
+            raise ValueError(f"X has {X.shape[0]} rows but y has {len(labels)}")
+        if len(labels) == 0:
+            raise ValueError("X and y are empty: there is nothing to evaluate")
+        return float(np.mean(self.predict(X) == labels))
+
+    # -- training -----------------------------------------------------------
+    def fit(self, X: Any, y: Any, epochs: int = 30, batch_size: int = 10,
+            learning_rate: float = 3.0, loss: str = "mse", seed: Any = None,
+            shuffle: bool = True, validation_data: Any = None,
+            verbose: bool = False) -> dict[str, list[float]]:
+        """Train by mini-batch SGD with backpropagation; see dlfr.training.fit."""
+        from .training import fit
+
+        return fit(self, X, y, epochs=epochs, batch_size=batch_size,
+                   learning_rate=learning_rate, loss=loss, seed=seed, shuffle=shuffle,
+                   validation_data=validation_data, verbose=verbose)
+
+    # -- files --------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the network to a .npz model file (no pickle; see dlfr.io)."""
+        from . import __version__
+
+        io.save_model(
+            path, sizes=self.sizes, activations=[layer.activation for layer in self.layers],
+            weights=[np.ascontiguousarray(layer.W) for layer in self.layers],
+            biases=[layer.b.copy() for layer in self.layers], dtype=self.dtype,
+            extra={"dlfr_version": __version__},
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Network:
+        """Read a network written by ``save``; a bad file raises ValueError naming it."""
+        model = io.load_model(path)
+        layers = []
+        for i, act in enumerate(model.activations):
+            layer = Dense(model.sizes[i], model.sizes[i + 1], activation=act,
+                          dtype=model.dtype, seed=0)
+            layer.W, layer.b = model.weights[i], model.biases[i]
+            layers.append(layer)
+        return cls(layers)
+
+    @classmethod
+    def from_sklearn(cls, estimator: Any) -> Network:
+        """A network computing a fitted MLPClassifier's or MLPRegressor's outputs."""
+        from ._convert import from_sklearn
+
+        return from_sklearn(cls, estimator)
+
+    @classmethod
+    def from_torch(cls, module: Any) -> Network:
+        """A network computing an nn.Sequential of Linear and activation layers."""
+        from ._convert import from_torch
+
+        return from_torch(cls, module)
+
+
+def _threads(n_threads: int | None, n_rows: int) -> int:
+    if n_threads is None:
+        threads = _kernels.max_threads()
+    elif (isinstance(n_threads, numbers.Integral) and not isinstance(n_threads, bool)
+          and n_threads >= 1):
+        threads = int(n_threads)
+    else:
+        raise ValueError(f"n_threads must be None or a positive integer; got {n_threads!r}")
+    return 1 if n_rows < _kernels.PARALLEL_MIN_ROWS else threads
+
+
+def _labels(y: Any, n_out: int) -> np.ndarray:
+    """Integer labels from labels or one-hot rows (n_out columns)."""
+    arr = np.asarray(y)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"y must hold integer labels or one-hot rows; got dtype {arr.dtype}")
+    if arr.ndim == 2:
+        if arr.shape[1] != n_out:
+            raise ValueError(
+                f"y has {arr.shape[1]} columns but the network has {n_out} outputs"
+            )
+        return arr.argmax(axis=1) if n_out > 1 else (arr[:, 0] >= 0.5).astype(np.int64)
+    if arr.ndim != 1:
+        raise ValueError(f"y must be 1-D labels or 2-D one-hot rows; got shape {arr.shape}")
+    return arr
+
+
+__all__ = ["Network"]

@@ -1,0 +1,159 @@
+"""Training by backpropagation: losses, the mini-batch SGD loop, its history.
+
+The epoch itself runs compiled (``dlfr._kernels.Trainer``): forward pass,
+output delta, deltas through W^T fused with the activation derivative, and
+the gradient GEMMs with the update folded in, for every mini-batch, with the
+GIL released and every buffer allocated once per fit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _kernels
+from ._validation import as_array, check_ndim, positive_float, positive_int
+
+LOSSES = ("mse", "cross_entropy")
+
+
+def targets(y: Any, n_out: int, dtype: np.dtype, name: str = "y") -> np.ndarray:
+    """Target rows (n, n_out) from integer labels or from rows given as they are."""
+    arr = np.asarray(y)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must hold integer labels or target rows; got dtype {arr.dtype}")
+    if arr.ndim == 1:
+        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr) & (arr == np.round(arr))):
+            raise ValueError(f"{name} holds labels that are not whole numbers")
+        labels = arr.astype(np.int64)
+        if n_out == 1:
+            if labels.size and not np.all((labels == 0) | (labels == 1)):
+                raise ValueError(f"{name} must hold labels 0 or 1 for a network with one output")
+            return labels.astype(dtype).reshape(-1, 1)
+        if labels.size and (labels.min() < 0 or labels.max() >= n_out):
+            bad = labels[(labels < 0) | (labels >= n_out)][0]
+            raise ValueError(
+                f"{name} holds label {bad}, outside 0..{n_out - 1} for a network with "
+                f"{n_out} outputs"
+            )
+        out = np.zeros((labels.size, n_out), dtype=dtype)
+        out[np.arange(labels.size), labels] = 1
+        return out
+    if arr.ndim == 2:
+        if arr.shape[1] != n_out:
+            raise ValueError(
+                f"{name} has {arr.shape[1]} columns but the network has {n_out} outputs"
+            )
+        out = np.ascontiguousarray(arr, dtype=dtype)
+        if not np.all(np.isfinite(out)):
+            raise ValueError(f"{name} contains NaN or inf")
+        return out
+    raise ValueError(f"{name} must be 1-D labels or 2-D target rows; got shape {arr.shape}")
+
+
+def loss_value(a: np.ndarray, Y: np.ndarray, loss: str, softmax: bool) -> float:
+    """Mean cost over the rows: the same formulas as the compiled training loop."""
+    a64, y64 = a.astype(np.float64), Y.astype(np.float64)
+    if loss == "mse":
+        return float(0.5 * np.sum((a64 - y64) ** 2) / len(a))
+    tiny = np.finfo(np.float64).tiny
+    if softmax:
+        return float(-np.sum(y64 * np.log(np.maximum(a64, tiny))) / len(a))
+    return float(
+        -np.sum(y64 * np.log(np.maximum(a64, tiny))
+                + (1 - y64) * np.log(np.maximum(1 - a64, tiny))) / len(a)
+    )
+
+
+def _check_data(net: Any, X: Any, y: Any, name_x: str, name_y: str):
+    Xa = as_array(X, name_x, net.dtype)
+    check_ndim(Xa, name_x, 2, "(n_samples, n_features)")
+    if Xa.shape[1] != net.sizes[0]:
+        raise ValueError(
+            f"{name_x} has {Xa.shape[1]} features (shape {Xa.shape}) but the network expects "
+            f"{net.sizes[0]}"
+        )
+    Y = targets(y, net.sizes[-1], net.dtype, name_y)
+    if len(Y) != len(Xa):
+        raise ValueError(f"{name_x} has {len(Xa)} rows but {name_y} has {len(Y)}")
+    if len(Xa) == 0:
+        raise ValueError(f"{name_x} and {name_y} are empty: there is nothing to train on")
+    if not np.all(np.isfinite(Xa)):
+        raise ValueError(f"{name_x} contains NaN or inf")
+    return Xa, Y
+
+
+def fit(net: Any, X: Any, y: Any, *, epochs: int, batch_size: int, learning_rate: float,
+        loss: str = "mse", seed: Any = None, shuffle: bool = True,
+        validation_data: Any = None, verbose: bool = False) -> dict[str, list[float]]:
+    """Mini-batch stochastic gradient descent; the gradient is averaged over each batch.
+
+    Losses: "mse", C = 1/(2n) sum ||a - y||^2; "cross_entropy", with sigmoid
+    outputs C = -(1/n) sum [y ln a + (1 - y) ln(1 - a)] and with softmax
+    outputs C = -(1/n) sum y ln a (output delta a - y in both).
+
+    Returns the history: per epoch "loss" and "accuracy" (running means over
+    the epoch's mini-batches, as the weights move), and "val_loss" and
+    "val_accuracy" after the epoch when ``validation_data`` is given.
+    Every argument is checked before the first weight changes.
+    """
+    epochs = positive_int(epochs, "epochs")
+    batch_size = positive_int(batch_size, "batch_size")
+    lr = positive_float(learning_rate, "learning_rate")
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}; got {loss!r}")
+    acts = [layer.activation for layer in net.layers]
+    if "step" in acts:
+        raise ValueError("a network with step activations cannot be trained by "
+                         "backpropagation (the step has no gradient); use dlfr.Perceptron")
+    softmax = acts[-1] == "softmax"
+    if "softmax" in acts[:-1]:
+        raise ValueError("softmax is supported as the output activation only")
+    if loss == "cross_entropy" and acts[-1] not in ("sigmoid", "softmax"):
+        raise ValueError("loss='cross_entropy' needs a sigmoid or softmax output layer; "
+                         f"this network's output activation is {acts[-1]!r}")
+    if loss == "mse" and softmax:
+        raise ValueError("a softmax output trains with loss='cross_entropy', not 'mse'")
+    Xa, Y = _check_data(net, X, y, "X", "y")
+    val = None
+    if validation_data is not None:
+        try:
+            Xv, yv = validation_data
+        except (TypeError, ValueError):
+            raise ValueError("validation_data must be a pair (X_val, y_val)") from None
+        val = _check_data(net, Xv, yv, "validation_data X", "validation_data y")
+    rng = np.random.default_rng(seed)
+    progress = _progress(epochs, verbose)
+
+    n = len(Xa)
+    trainer = _kernels.Trainer(
+        [layer.n_in for layer in net.layers], [layer._W.shape[1] for layer in net.layers],
+        net.sizes[-1], min(batch_size, n), net.dtype.itemsize,
+    )
+    loss_code = _kernels.LOSS_MSE if loss == "mse" else _kernels.LOSS_CROSS_ENTROPY
+    history: dict[str, list[float]] = {"loss": [], "accuracy": []}
+    if val is not None:
+        history.update(val_loss=[], val_accuracy=[])
+    order = np.arange(n, dtype=np.int64)
+    for _ in progress:
+        if shuffle:
+            order = rng.permutation(n).astype(np.int64)
+        total, hits = trainer.epoch(*net._kernel_args, Xa, Y, order, lr, loss_code)
+        history["loss"].append(total / n)
+        history["accuracy"].append(hits / n)
+        if val is not None:
+            a = net.forward(val[0])
+            history["val_loss"].append(loss_value(a, val[1], loss, softmax))
+            history["val_accuracy"].append(net.evaluate(val[0], val[1]))
+        if verbose:
+            progress.set_postfix({k: f"{v[-1]:.4f}" for k, v in history.items()})
+    return history
+
+
+def _progress(epochs: int, verbose: bool) -> Any:
+    if not verbose:
+        return range(epochs)
+    from tqdm.auto import tqdm
+
+    return tqdm(range(epochs), desc="epochs", unit="epoch")
