@@ -1,0 +1,109 @@
+"""Build of dlfr's one compiled module, ``dlfr._kernels``.
+
+Everything else about the package lives in pyproject.toml. Flags are portable
+(no -march=native: a wheel must run on any CPU of its architecture; the C
+kernels pick AVX2/AVX-512 at run time). OpenMP is used when the compiler has
+it and the build is correct, just serial, without it. ``DLFR_DEBUG=1`` builds
+with bounds checking and without optimisation.
+"""
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+DEBUG = os.environ.get("DLFR_DEBUG", "0") == "1"
+HERE = Path(__file__).parent
+
+
+def _compiles(compiler, flags, link_flags=()):
+    """Return True if a tiny OpenMP program compiles and links with these flags."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp, "omp_check.c")
+        src.write_text("#include <omp.h>\nint main(void) { return omp_get_max_threads() < 1; }\n")
+        try:
+            objects = compiler.compile([str(src)], output_dir=tmp, extra_postargs=list(flags))
+            compiler.link_executable(
+                objects, str(Path(tmp, "omp_check")), extra_postargs=list(link_flags)
+            )
+        except Exception:
+            return False
+    return True
+
+
+def _libomp_prefix():
+    """Where llvm-openmp (or Homebrew's libomp) put libomp for Apple clang."""
+    for prefix in (os.environ.get("DLFR_LIBOMP_PREFIX"), sys.prefix, "/opt/homebrew/opt/libomp",
+                   "/usr/local/opt/libomp"):
+        if prefix and Path(prefix, "include", "omp.h").exists():
+            return prefix
+    return None
+
+
+class BuildExt(build_ext):
+    """Pick optimisation and OpenMP flags for the compiler in use."""
+
+    def build_extensions(self):
+        ctype = self.compiler.compiler_type
+        compile_args, link_args, macros = [], [], []
+        if ctype == "msvc":
+            compile_args += ["/Od" if DEBUG else "/O2", "/fp:precise"]
+            if _compiles(self.compiler, ["/openmp"]):
+                compile_args.append("/openmp")
+        else:
+            compile_args += ["-O0", "-g"] if DEBUG else ["-O3"]
+            # Lets masked selects vectorise; values are unchanged (this is not
+            # -ffast-math: NaN, infinities and rounding stay IEEE).
+            compile_args += ["-fno-trapping-math", "-std=c11"]
+            omp = (["-fopenmp"], ["-fopenmp"])
+            if sys.platform == "darwin":
+                prefix = _libomp_prefix()
+                omp = (
+                    (["-Xpreprocessor", "-fopenmp", f"-I{prefix}/include"],
+                     [f"-L{prefix}/lib", "-lomp", f"-Wl,-rpath,{prefix}/lib"])
+                    if prefix else ([], [])
+                )
+            if omp[0] and _compiles(self.compiler, *omp):
+                compile_args += omp[0]
+                link_args += omp[1]
+            else:
+                # Still honour `omp simd` loop hints without the runtime.
+                compile_args.append("-fopenmp-simd")
+                macros.append(("DLFR_OMP_SIMD", "1"))
+        self.dlfr_openmp = any("openmp" in a and "simd" not in a for a in compile_args)
+        for ext in self.extensions:
+            ext.extra_compile_args = compile_args + [
+                a for a in ext.extra_compile_args if a not in compile_args]
+            ext.extra_link_args = link_args + ext.extra_link_args
+            ext.define_macros = macros + [
+                ("DLFR_BUILD_COMPILER", '"' + ctype + '"'),
+                ("DLFR_BUILD_FLAGS", '"' + " ".join(compile_args).replace('"', "") + '"'),
+            ] + ext.define_macros
+        super().build_extensions()
+
+
+extension = Extension(
+    "dlfr._kernels",
+    sources=["src/dlfr/_kernels.pyx", "src/dlfr/_simd.c"],
+    include_dirs=["src/dlfr"],
+    depends=["src/dlfr/_simd.h", "src/dlfr/_simd_impl.h", "src/dlfr/_omp.h"],
+)
+
+setup(
+    ext_modules=cythonize(
+        [extension],
+        compiler_directives={
+            "language_level": 3,
+            "boundscheck": DEBUG,
+            "wraparound": False,
+            "initializedcheck": DEBUG,
+            "cdivision": True,
+            "embedsignature": True,
+        },
+    ),
+    cmdclass={"build_ext": BuildExt},
+)

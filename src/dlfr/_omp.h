@@ -1,0 +1,20 @@
+/* OpenMP's run-time calls, or their serial stand-ins when built without it. */
+#ifndef DLFR_OMP_H
+#define DLFR_OMP_H
+#ifdef _OPENMP
+#include <omp.h>
+#define DLFR_HAVE_OPENMP 1
+#else
+#define DLFR_HAVE_OPENMP 0
+static inline int omp_get_max_threads(void) { return 1; }
+static inline int omp_get_thread_num(void) { return 0; }
+#endif
+#ifndef DLFR_BUILD_COMPILER
+#define DLFR_BUILD_COMPILER "unknown"
+#endif
+#ifndef DLFR_BUILD_FLAGS
+#define DLFR_BUILD_FLAGS ""
+#endif
+static const char *dlfr_build_compiler = DLFR_BUILD_COMPILER;
+static const char *dlfr_build_flags = DLFR_BUILD_FLAGS;
+#endif

@@ -1,0 +1,218 @@
+/* Instantiates _simd_impl.h for float and double on each instruction set and
+ * dispatches to the best one the CPU has. See _simd.h. */
+#include "_simd.h"
+
+#include <math.h>
+#include <stdint.h>
+
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+#define DLFR_X86_DISPATCH 1
+#else
+#define DLFR_X86_DISPATCH 0
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define DLFR_VBYTES_GENERIC 16
+#else
+#define DLFR_VBYTES_GENERIC 0 /* MSVC: plain C loops, auto-vectorised */
+#endif
+
+/* ---- instantiations ---- */
+#define REAL float
+#define UINT uint32_t
+#define S f32
+#define DLFR_IS_F32 1
+#define RFABS fabsf
+#define RTANH tanhf
+
+#define T generic
+#define VBYTES DLFR_VBYTES_GENERIC
+#include "_simd_impl.h"
+#undef T
+#undef VBYTES
+
+#if DLFR_X86_DISPATCH
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#endif
+#define T avx2
+#define VBYTES 32
+#include "_simd_impl.h"
+#undef T
+#undef VBYTES
+#if defined(__clang__)
+#pragma clang attribute pop
+#pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma"))), apply_to = function)
+#else
+#pragma GCC pop_options
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512dq,avx2,fma,prefer-vector-width=512")
+#endif
+#define T avx512
+#define VBYTES 64
+#include "_simd_impl.h"
+#undef T
+#undef VBYTES
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#endif /* DLFR_X86_DISPATCH */
+
+#undef REAL
+#undef UINT
+#undef S
+#undef DLFR_IS_F32
+#undef RFABS
+#undef RTANH
+
+#define REAL double
+#define UINT uint64_t
+#define S f64
+#define DLFR_IS_F32 0
+#define RFABS fabs
+#define RTANH tanh
+
+#define T generic
+#define VBYTES DLFR_VBYTES_GENERIC
+#include "_simd_impl.h"
+#undef T
+#undef VBYTES
+
+#if DLFR_X86_DISPATCH
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#endif
+#define T avx2
+#define VBYTES 32
+#include "_simd_impl.h"
+#undef T
+#undef VBYTES
+#if defined(__clang__)
+#pragma clang attribute pop
+#pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma"))), apply_to = function)
+#else
+#pragma GCC pop_options
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512dq,avx2,fma,prefer-vector-width=512")
+#endif
+#define T avx512
+#define VBYTES 64
+#include "_simd_impl.h"
+#undef T
+#undef VBYTES
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#endif /* DLFR_X86_DISPATCH */
+
+/* ---- dispatch ---- */
+
+#define TABLE_FIELDS(REAL, S)                                                     \
+    void (*sigmoid_##S)(const REAL *, REAL *, ptrdiff_t);                         \
+    void (*sigmoid_prime_##S)(const REAL *, REAL *, ptrdiff_t);                   \
+    void (*sigmoid_backward_##S)(const REAL *, const REAL *, REAL *, ptrdiff_t);  \
+    void (*activate_##S)(const REAL *, REAL *, ptrdiff_t, int);                   \
+    void (*bias_act_##S)(REAL *, ptrdiff_t, ptrdiff_t, ptrdiff_t, const REAL *, int); \
+    void (*gemm_##S)(ptrdiff_t, ptrdiff_t, ptrdiff_t, const REAL *, ptrdiff_t,    \
+                     ptrdiff_t, const REAL *, ptrdiff_t, const REAL *, REAL *,     \
+                     ptrdiff_t, int, REAL);                                       \
+    void (*gemm_nt_##S)(ptrdiff_t, ptrdiff_t, ptrdiff_t, const REAL *, ptrdiff_t,  \
+                        const REAL *, ptrdiff_t, REAL *, ptrdiff_t);              \
+    void (*act_backward_##S)(REAL *, const REAL *, ptrdiff_t, ptrdiff_t, ptrdiff_t, int);
+
+struct dlfr_table {
+    TABLE_FIELDS(float, f32)
+    TABLE_FIELDS(double, f64)
+};
+
+#define TABLE_ROW(S, T)                                                           \
+    sigmoid_##S##_##T, sigmoid_prime_##S##_##T, sigmoid_backward_##S##_##T,       \
+        activate_##S##_##T, bias_act_##S##_##T, gemm_##S##_##T, gemm_nt_##S##_##T, \
+        act_backward_##S##_##T
+
+static const struct dlfr_table table_generic = {TABLE_ROW(f32, generic), TABLE_ROW(f64, generic)};
+#if DLFR_X86_DISPATCH
+static const struct dlfr_table table_avx2 = {TABLE_ROW(f32, avx2), TABLE_ROW(f64, avx2)};
+static const struct dlfr_table table_avx512 = {TABLE_ROW(f32, avx512), TABLE_ROW(f64, avx512)};
+#endif
+
+static const struct dlfr_table *table = &table_generic;
+static int level_in_use = DLFR_GENERIC;
+
+int dlfr_simd_supported(void)
+{
+#if DLFR_X86_DISPATCH
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512dq"))
+        return DLFR_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return DLFR_AVX2;
+#endif
+    return DLFR_GENERIC;
+}
+
+int dlfr_simd_select(int level)
+{
+    int best = dlfr_simd_supported();
+    if (level > best) level = best;
+    if (level < DLFR_GENERIC) level = DLFR_GENERIC;
+#if DLFR_X86_DISPATCH
+    table = level == DLFR_AVX512 ? &table_avx512 : level == DLFR_AVX2 ? &table_avx2 : &table_generic;
+#else
+    table = &table_generic;
+#endif
+    level_in_use = level;
+    return level;
+}
+
+int dlfr_simd_level(void) { return level_in_use; }
+
+const char *dlfr_simd_name(int level)
+{
+    switch (level) {
+    case DLFR_AVX512: return "avx512";
+    case DLFR_AVX2: return "avx2";
+    default: return "generic";
+    }
+}
+
+/* ---- entry points ---- */
+
+#define ENTRY_POINTS(REAL, S)                                                       \
+    void dlfr_sigmoid_##S(const REAL *z, REAL *out, ptrdiff_t n)                    \
+    { table->sigmoid_##S(z, out, n); }                                              \
+    void dlfr_sigmoid_prime_##S(const REAL *z, REAL *out, ptrdiff_t n)              \
+    { table->sigmoid_prime_##S(z, out, n); }                                        \
+    void dlfr_sigmoid_backward_##S(const REAL *g, const REAL *a, REAL *out, ptrdiff_t n) \
+    { table->sigmoid_backward_##S(g, a, out, n); }                                  \
+    void dlfr_activate_##S(const REAL *z, REAL *out, ptrdiff_t n, int act)          \
+    { table->activate_##S(z, out, n, act); }                                        \
+    void dlfr_bias_act_##S(REAL *Y, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t ldy,  \
+                           const REAL *b, int act)                                  \
+    { table->bias_act_##S(Y, rows, cols, ldy, b, act); }                            \
+    void dlfr_gemm_##S(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A,        \
+                       ptrdiff_t sa_r, ptrdiff_t sa_k, const REAL *B, ptrdiff_t ldb, \
+                       const REAL *bias, REAL *C, ptrdiff_t ldc, int accumulate,    \
+                       REAL alpha)                                                  \
+    { table->gemm_##S(m, n, k, A, sa_r, sa_k, B, ldb, bias, C, ldc, accumulate, alpha); } \
+    void dlfr_gemm_nt_##S(ptrdiff_t m, ptrdiff_t n_out, ptrdiff_t n, const REAL *D,  \
+                          ptrdiff_t ldd, const REAL *W, ptrdiff_t ldw, REAL *C,     \
+                          ptrdiff_t ldc)                                            \
+    { table->gemm_nt_##S(m, n_out, n, D, ldd, W, ldw, C, ldc); }                    \
+    void dlfr_act_backward_##S(REAL *delta, const REAL *a, ptrdiff_t rows,          \
+                               ptrdiff_t cols, ptrdiff_t ld, int act)               \
+    { table->act_backward_##S(delta, a, rows, cols, ld, act); }
+
+ENTRY_POINTS(float, f32)
+ENTRY_POINTS(double, f64)

@@ -1,0 +1,68 @@
+/* dlfr's C kernels: vectorised activations and the register-blocked GEMM.
+ *
+ * Every function here exists in one generic build and, on x86-64 with GCC or
+ * Clang, in AVX2 and AVX-512 builds of the same source (_simd_impl.h). The
+ * entry points below call through a table that dlfr_simd_select() fills once,
+ * from what the CPU supports (or a lower level the caller asks for), so one
+ * portable wheel still uses the wide vector units where they exist.
+ *
+ * Layout shared by inference and training: a layer's weights are row-major
+ * (n_in, ld) with ld = n_out rounded up to a multiple of DLFR_PANEL and the
+ * padding columns zero; activations and deltas are row-major with the same
+ * padded row stride. The GEMM walks the output in panels of DLFR_PANEL
+ * columns and blocks of rows held in vector registers.
+ */
+#ifndef DLFR_SIMD_H
+#define DLFR_SIMD_H
+
+#include <stddef.h>
+
+#define DLFR_PANEL 16
+
+enum dlfr_activation {
+    DLFR_IDENTITY = 0,
+    DLFR_SIGMOID = 1,
+    DLFR_TANH = 2,
+    DLFR_RELU = 3,
+    DLFR_STEP = 4,
+    DLFR_SOFTMAX = 5
+};
+
+enum dlfr_simd_level { DLFR_GENERIC = 0, DLFR_AVX2 = 1, DLFR_AVX512 = 2 };
+
+/* Highest level this build and this CPU support. */
+int dlfr_simd_supported(void);
+/* Select min(level, supported); returns the level now in use. */
+int dlfr_simd_select(int level);
+int dlfr_simd_level(void);
+const char *dlfr_simd_name(int level);
+
+#define DLFR_DECLARE(REAL, S)                                                      \
+    void dlfr_sigmoid_##S(const REAL *z, REAL *out, ptrdiff_t n);                  \
+    void dlfr_sigmoid_prime_##S(const REAL *z, REAL *out, ptrdiff_t n);            \
+    void dlfr_sigmoid_backward_##S(const REAL *grad, const REAL *a, REAL *out,     \
+                                   ptrdiff_t n);                                   \
+    void dlfr_activate_##S(const REAL *z, REAL *out, ptrdiff_t n, int act);        \
+    /* Y[r, :cols] = act(Y[r, :cols] + b) for each row; softmax is per row. */     \
+    void dlfr_bias_act_##S(REAL *Y, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t ldy, \
+                           const REAL *b, int act);                                \
+    /* C[i, :n] = bias + sum_k A[i*sa_r + k*sa_k] * B[k*ldb + :n]  (accumulate=0) \
+     * C[i, :n] += alpha * (same sum without bias)                 (accumulate=1) \
+     * n must be a multiple of DLFR_PANEL, ldb and ldc too.                    */  \
+    void dlfr_gemm_##S(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A,       \
+                       ptrdiff_t sa_r, ptrdiff_t sa_k, const REAL *B, ptrdiff_t ldb,\
+                       const REAL *bias, REAL *C, ptrdiff_t ldc, int accumulate,   \
+                       REAL alpha);                                                \
+    /* C[i, j] = sum_t D[i*ldd + t] * W[j*ldw + t] over t < n (n a multiple  \
+     * of DLFR_PANEL, padding zero): a delta propagated back through W^T.     */   \
+    void dlfr_gemm_nt_##S(ptrdiff_t m, ptrdiff_t n_out, ptrdiff_t n,               \
+                          const REAL *D, ptrdiff_t ldd, const REAL *W,             \
+                          ptrdiff_t ldw, REAL *C, ptrdiff_t ldc);             \
+    /* delta[r, :cols] *= f'(.) of the layer's output a (row stride ld). */       \
+    void dlfr_act_backward_##S(REAL *delta, const REAL *a, ptrdiff_t rows,         \
+                               ptrdiff_t cols, ptrdiff_t ld, int act);
+
+DLFR_DECLARE(float, f32)
+DLFR_DECLARE(double, f64)
+
+#endif

@@ -1,0 +1,324 @@
+/* One instantiation of dlfr's kernels. _simd.c includes this file once per
+ * (dtype, instruction set) with these macros defined:
+ *   REAL      float or double
+ *   UINT      the unsigned integer of the same width (bit tricks in exp)
+ *   S         f32 or f64            T   generic, avx2 or avx512
+ *   VBYTES    vector width in bytes for the GEMM's accumulators (0: plain C)
+ * No -ffast-math anywhere: the exp below rounds in SIMD with the
+ * add-and-subtract trick instead, and NaN and the infinities are exact.
+ */
+#define CAT3_(a, b, c) a##_##b##_##c
+#define CAT3(a, b, c) CAT3_(a, b, c)
+#define FN(name) CAT3(name, S, T)
+
+#if defined(_OPENMP) || defined(DLFR_OMP_SIMD)
+#define SIMD_LOOP _Pragma("omp simd")
+#else
+#define SIMD_LOOP
+#endif
+
+static inline UINT FN(bits)(REAL x) { union { REAL f; UINT u; } v; v.f = x; return v.u; }
+static inline REAL FN(from_bits)(UINT u) { union { REAL f; UINT u; } v; v.u = u; return v.f; }
+
+/* e^x for x <= 0 (or NaN), correct to about 1 ulp down into the denormals:
+ * x = k ln2 + r with |r| <= ln2/2, e^r by polynomial, 2^k put into the
+ * exponent bits in two halves so that k may go below the normal range. */
+static inline REAL FN(exp_nonpos)(REAL x)
+{
+#if DLFR_IS_F32
+    const REAL lo = -104.0f, log2e = 1.44269504088896341f, magic = 12582912.0f; /* 1.5*2^23 */
+    const REAL ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
+    x = (x < lo) ? lo : x; /* below this e^x rounds to 0; NaN passes through */
+    REAL t = x * log2e + magic;
+    REAL kf = t - magic;
+    REAL r = x - kf * ln2_hi;
+    r = r - kf * ln2_lo;
+    /* Cephes expf minimax polynomial on [-ln2/2, ln2/2] */
+    REAL p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    /* k = t's integer part, read off its low mantissa bits (no float->int). */
+    int32_t k = (int32_t)(FN(bits)(t) - FN(bits)(magic));
+    int32_t k1 = k / 2, k2 = k - k1;
+    REAL s1 = FN(from_bits)((UINT)(k1 + 127) << 23);
+    REAL s2 = FN(from_bits)((UINT)(k2 + 127) << 23);
+    return p * s1 * s2;
+#else
+    const REAL lo = -746.0, log2e = 1.4426950408889634, magic = 6755399441055744.0; /* 1.5*2^52 */
+    const REAL ln2_hi = 6.93145751953125e-1, ln2_lo = 1.42860682030941723212e-6;
+    x = (x < lo) ? lo : x;
+    REAL t = x * log2e + magic;
+    REAL kf = t - magic;
+    REAL r = x - kf * ln2_hi;
+    r = r - kf * ln2_lo;
+    /* Taylor series to r^13: the truncation error is below 2^-60 on |r| <= ln2/2 */
+    REAL p = 1.0 / 6227020800.0;
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r * r + r + 1.0;
+    int64_t k = (int64_t)(FN(bits)(t) - FN(bits)(magic));
+    int64_t k1 = k / 2, k2 = k - k1;
+    REAL s1 = FN(from_bits)((UINT)(k1 + 1023) << 52);
+    REAL s2 = FN(from_bits)((UINT)(k2 + 1023) << 52);
+    return p * s1 * s2;
+#endif
+}
+
+/* sigma(z) with e = e^-|z| <= 1: never overflows, exact 0.5 at 0. */
+static inline REAL FN(sigmoid1)(REAL z)
+{
+    REAL e = FN(exp_nonpos)(-RFABS(z));
+    REAL s = (REAL)1 / ((REAL)1 + e);
+    REAL es = e * s; /* computed on both sides so the select vectorises */
+    return z >= 0 ? s : es;
+}
+
+static inline REAL FN(activate1)(REAL z, int act)
+{
+    switch (act) {
+    case DLFR_SIGMOID: return FN(sigmoid1)(z);
+    case DLFR_TANH: return RTANH(z);
+    case DLFR_RELU: return z < 0 ? (REAL)0 : z;
+    case DLFR_STEP: return z >= 0 ? (REAL)1 : (z < 0 ? (REAL)0 : z); /* NaN stays */
+    default: return z;
+    }
+}
+
+void FN(sigmoid)(const REAL *z, REAL *out, ptrdiff_t n)
+{
+    SIMD_LOOP
+    for (ptrdiff_t i = 0; i < n; i++) out[i] = FN(sigmoid1)(z[i]);
+}
+
+/* sigma'(z) = e / (1 + e)^2 with e = e^-|z|: symmetric, accurate in the tails
+ * where s * (1 - s) would round to 0. */
+void FN(sigmoid_prime)(const REAL *z, REAL *out, ptrdiff_t n)
+{
+    SIMD_LOOP
+    for (ptrdiff_t i = 0; i < n; i++) {
+        REAL e = FN(exp_nonpos)(-RFABS(z[i]));
+        REAL s = (REAL)1 / ((REAL)1 + e);
+        out[i] = e * s * s;
+    }
+}
+
+void FN(sigmoid_backward)(const REAL *grad, const REAL *a, REAL *out, ptrdiff_t n)
+{
+    SIMD_LOOP
+    for (ptrdiff_t i = 0; i < n; i++) out[i] = grad[i] * (a[i] * ((REAL)1 - a[i]));
+}
+
+static void FN(softmax_row)(REAL *y, ptrdiff_t cols)
+{
+    REAL m = y[0];
+    for (ptrdiff_t j = 1; j < cols; j++) m = (y[j] > m || y[j] != y[j]) ? y[j] : m;
+    if (m != m) { /* a NaN anywhere makes the whole row NaN */
+        for (ptrdiff_t j = 0; j < cols; j++) y[j] = m;
+        return;
+    }
+    REAL sum = 0;
+    if (m == (REAL)INFINITY) { /* the +inf entries share the mass */
+        for (ptrdiff_t j = 0; j < cols; j++) { y[j] = (y[j] == m); sum += y[j]; }
+    } else {
+        SIMD_LOOP
+        for (ptrdiff_t j = 0; j < cols; j++) {
+            y[j] = FN(exp_nonpos)(y[j] - m);
+        }
+        for (ptrdiff_t j = 0; j < cols; j++) sum += y[j];
+    }
+    REAL inv = (REAL)1 / sum;
+    for (ptrdiff_t j = 0; j < cols; j++) y[j] *= inv;
+}
+
+void FN(activate)(const REAL *z, REAL *out, ptrdiff_t n, int act)
+{
+    switch (act) {
+    case DLFR_SIGMOID: FN(sigmoid)(z, out, n); break;
+    case DLFR_TANH:
+        for (ptrdiff_t i = 0; i < n; i++) out[i] = RTANH(z[i]);
+        break;
+    case DLFR_RELU:
+        SIMD_LOOP
+        for (ptrdiff_t i = 0; i < n; i++) out[i] = z[i] < 0 ? (REAL)0 : z[i];
+        break;
+    case DLFR_STEP:
+        SIMD_LOOP
+        for (ptrdiff_t i = 0; i < n; i++)
+            out[i] = z[i] >= 0 ? (REAL)1 : (z[i] < 0 ? (REAL)0 : z[i]);
+        break;
+    default:
+        if (out != z)
+            for (ptrdiff_t i = 0; i < n; i++) out[i] = z[i];
+    }
+}
+
+void FN(bias_act)(REAL *Y, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t ldy, const REAL *b, int act)
+{
+    if (b)
+        for (ptrdiff_t r = 0; r < rows; r++) {
+            REAL *y = Y + r * ldy;
+            SIMD_LOOP
+            for (ptrdiff_t j = 0; j < cols; j++) y[j] += b[j];
+        }
+    if (act == DLFR_IDENTITY) return;
+    if (act != DLFR_SOFTMAX && cols == ldy) {
+        /* contiguous block: one long vectorised pass */
+        FN(activate)(Y, Y, rows * cols, act);
+        return;
+    }
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        if (act == DLFR_SOFTMAX)
+            FN(softmax_row)(Y + r * ldy, cols);
+        else
+            FN(activate)(Y + r * ldy, Y + r * ldy, cols, act);
+    }
+}
+
+void FN(act_backward)(REAL *delta, const REAL *a, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t ld,
+                      int act)
+{
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        REAL *d = delta + r * ld;
+        const REAL *y = a + r * ld;
+        switch (act) {
+        case DLFR_SIGMOID:
+            SIMD_LOOP
+            for (ptrdiff_t j = 0; j < cols; j++) d[j] *= y[j] * ((REAL)1 - y[j]);
+            break;
+        case DLFR_TANH:
+            SIMD_LOOP
+            for (ptrdiff_t j = 0; j < cols; j++) d[j] *= (REAL)1 - y[j] * y[j];
+            break;
+        case DLFR_RELU:
+            SIMD_LOOP
+            for (ptrdiff_t j = 0; j < cols; j++) d[j] = y[j] > 0 ? d[j] : (REAL)0;
+            break;
+        case DLFR_STEP: /* flat almost everywhere: no gradient flows */
+            for (ptrdiff_t j = 0; j < cols; j++) d[j] = 0;
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+/* ---- GEMM: register-blocked, DLFR_PANEL output columns at a time ---- */
+
+#if VBYTES > 0
+typedef REAL FN(vec) __attribute__((vector_size(VBYTES)));
+typedef REAL FN(vec_u) __attribute__((vector_size(VBYTES), aligned(sizeof(REAL))));
+#define VL ((ptrdiff_t)(VBYTES / sizeof(REAL)))
+#define NV (DLFR_PANEL / VL)
+/* rows per block: 8 accumulator vectors in every configuration */
+#define MR (8 / NV > 0 ? 8 / NV : 1)
+
+/* C rows [0, rows) x one panel.  A row i starts at A + i*sa_r, steps sa_k. */
+static inline void FN(micro)(ptrdiff_t rows, ptrdiff_t k, const REAL *A, ptrdiff_t sa_r,
+                             ptrdiff_t sa_k, const REAL *B, ptrdiff_t ldb, const REAL *bias,
+                             REAL *C, ptrdiff_t ldc, int accumulate, REAL alpha)
+{
+    FN(vec) acc[MR][NV];
+    const REAL *a[MR];
+    for (int r = 0; r < MR; r++) {
+        /* a short block repeats its last row: valid reads, results not stored */
+        a[r] = A + (r < rows ? r : rows - 1) * sa_r;
+        for (int v = 0; v < NV; v++) {
+            acc[r][v] = (FN(vec)){0};
+            if (bias && !accumulate) acc[r][v] = *(const FN(vec_u) *)(bias + v * VL);
+        }
+    }
+    for (ptrdiff_t p = 0; p < k; p++) {
+        FN(vec) bv[NV];
+        for (int v = 0; v < NV; v++) bv[v] = *(const FN(vec_u) *)(B + p * ldb + v * VL);
+        for (int r = 0; r < MR; r++) {
+            REAL s = a[r][p * sa_k];
+            for (int v = 0; v < NV; v++) acc[r][v] += s * bv[v];
+        }
+    }
+    for (int r = 0; r < MR; r++) {
+        if (r >= rows) break;
+        for (int v = 0; v < NV; v++) {
+            FN(vec_u) *c = (FN(vec_u) *)(C + r * ldc + v * VL);
+            if (accumulate)
+                *c += alpha * acc[r][v];
+            else
+                *c = acc[r][v];
+        }
+    }
+}
+#else
+#define MR 4
+static inline void FN(micro)(ptrdiff_t rows, ptrdiff_t k, const REAL *A, ptrdiff_t sa_r,
+                             ptrdiff_t sa_k, const REAL *B, ptrdiff_t ldb, const REAL *bias,
+                             REAL *C, ptrdiff_t ldc, int accumulate, REAL alpha)
+{
+    REAL acc[MR][DLFR_PANEL];
+    for (int r = 0; r < MR; r++)
+        for (int j = 0; j < DLFR_PANEL; j++) acc[r][j] = (bias && !accumulate) ? bias[j] : 0;
+    for (ptrdiff_t p = 0; p < k; p++)
+        for (int r = 0; r < MR && r < rows; r++) {
+            REAL s = A[r * sa_r + p * sa_k];
+            for (int j = 0; j < DLFR_PANEL; j++) acc[r][j] += s * B[p * ldb + j];
+        }
+    for (int r = 0; r < MR && r < rows; r++)
+        for (int j = 0; j < DLFR_PANEL; j++)
+            C[r * ldc + j] = accumulate ? C[r * ldc + j] + alpha * acc[r][j] : acc[r][j];
+}
+#endif
+
+void FN(gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t sa_r,
+              ptrdiff_t sa_k, const REAL *B, ptrdiff_t ldb, const REAL *bias, REAL *C,
+              ptrdiff_t ldc, int accumulate, REAL alpha)
+{
+    if (k == 0) { /* no inputs: the output is the bias alone */
+        if (accumulate) return;
+        for (ptrdiff_t i = 0; i < m; i++)
+            for (ptrdiff_t j = 0; j < n; j++) C[i * ldc + j] = bias ? bias[j] : 0;
+        return;
+    }
+    for (ptrdiff_t i = 0; i < m; i += MR) {
+        ptrdiff_t rows = m - i < MR ? m - i : MR;
+        for (ptrdiff_t j = 0; j < n; j += DLFR_PANEL)
+            FN(micro)(rows, k, A + i * sa_r, sa_r, sa_k, B + j, ldb, bias ? bias + j : NULL,
+                      C + i * ldc + j, ldc, accumulate, alpha);
+    }
+}
+
+void FN(gemm_nt)(ptrdiff_t m, ptrdiff_t n_out, ptrdiff_t n, const REAL *D, ptrdiff_t ldd,
+                 const REAL *W, ptrdiff_t ldw, REAL *C, ptrdiff_t ldc)
+{
+    for (ptrdiff_t i = 0; i < m; i++) {
+        const REAL *d = D + i * ldd;
+        for (ptrdiff_t j = 0; j < n_out; j++) {
+            const REAL *w = W + j * ldw;
+            REAL lanes[DLFR_PANEL] = {0};
+            /* DLFR_PANEL partial sums: vectorises without reassociating */
+            for (ptrdiff_t t = 0; t < n; t += DLFR_PANEL)
+                for (int l = 0; l < DLFR_PANEL; l++) lanes[l] += d[t + l] * w[t + l];
+            REAL s = 0;
+            for (int l = 0; l < DLFR_PANEL; l++) s += lanes[l];
+            C[i * ldc + j] = s;
+        }
+    }
+}
+
+#undef MR
+#undef NV
+#undef VL
+#undef FN
+#undef CAT3
+#undef CAT3_
+#undef SIMD_LOOP

@@ -1,0 +1,424 @@
+"""The dlfr model file format: an uncompressed .npz with a JSON header, no pickle.
+
+A model file is a zip archive written by :func:`numpy.savez` holding
+
+``header``
+    A 1-D uint8 array: UTF-8 JSON ``{"format": "dlfr-model",
+    "format_version": 1, "sizes": [...], "activations": [...],
+    "dtype": "float32" | "float64", ...}``; ``activations`` has one name per
+    layer, further keys (``dlfr_version``, ...) are free.
+``W0, b0, W1, b1, ...``
+    Layer ``i``'s weights, shape ``(sizes[i], sizes[i + 1])``, and biases,
+    shape ``(sizes[i + 1],)``, all of the header's dtype.
+
+:func:`load_model` reads it with ``allow_pickle=False`` and checks every
+part; anything unexpected raises :class:`ValueError` naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import zipfile
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["ACTIVATIONS", "FORMAT", "FORMAT_VERSION", "ModelFile", "load_model", "save_model"]
+
+#: The value of the header's ``format`` key.
+FORMAT = "dlfr-model"
+#: The format version this module writes and the only one it reads.
+FORMAT_VERSION = 1
+#: Activation names a model file may name, unless the caller allows others.
+ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "step", "softmax")
+
+_DTYPES = ("float32", "float64")
+_HEADER = "header"
+# Header keys this module writes itself; ``extra`` may not override them.
+_RESERVED = ("format", "format_version", "sizes", "activations", "dtype")
+# A zip archive starts with a local file header, or is an empty archive.
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """The checked content of a model file.
+
+    Attributes
+    ----------
+    sizes : list of int
+        Units per layer, input first: ``[784, 16, 10]``.
+    activations : list of str
+        One activation name per layer (``len(sizes) - 1`` of them).
+    weights : list of numpy.ndarray
+        ``weights[i]`` has shape ``(sizes[i], sizes[i + 1])``, C-contiguous.
+    biases : list of numpy.ndarray
+        ``biases[i]`` has shape ``(sizes[i + 1],)``.
+    dtype : numpy.dtype
+        float32 or float64; every array has it.
+    header : dict
+        The whole JSON header, including any extra keys.
+    """
+
+    sizes: list[int]
+    activations: list[str]
+    weights: list[np.ndarray]
+    biases: list[np.ndarray]
+    dtype: np.dtype
+    header: dict
+
+
+def _is_int(value: Any) -> bool:
+    """True for a Python or NumPy integer that is not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_structure(
+    sizes: Any, activations: Any, dtype_name: Any, allowed: Iterable[str]
+) -> str | None:
+    """Check the header fields that describe the network.
+
+    Parameters
+    ----------
+    sizes, activations, dtype_name : object
+        The values to check, as read from a header or passed to save.
+    allowed : iterable of str
+        Accepted activation names.
+
+    Returns
+    -------
+    str or None
+        A description of the first problem, or None if all is well.
+    """
+    if not isinstance(sizes, (list, tuple)) or len(sizes) < 2:
+        return f"sizes must be a list of at least 2 layer sizes, got {sizes!r}"
+    if not all(_is_int(n) and n >= 1 for n in sizes):
+        return f"sizes must be positive integers, got {sizes!r}"
+    if not isinstance(activations, (list, tuple)) or len(activations) != len(sizes) - 1:
+        return (
+            f"activations must list one name per layer ({len(sizes) - 1} for sizes "
+            f"{list(sizes)}), got {activations!r}"
+        )
+    allowed = tuple(allowed)
+    for name in activations:
+        if not isinstance(name, str) or name not in allowed:
+            return f"unknown activation {name!r} (allowed: {', '.join(allowed)})"
+    if dtype_name not in _DTYPES:
+        return f"dtype must be 'float32' or 'float64', got {dtype_name!r}"
+    return None
+
+
+def _check_array(
+    array: np.ndarray, name: str, shape: tuple[int, ...], dtype: np.dtype
+) -> str | None:
+    """Describe what is wrong with one weight or bias array, or return None."""
+    if array.dtype != dtype:
+        return f"{name} has dtype {array.dtype}, expected {dtype}"
+    if array.shape != shape:
+        return f"{name} has shape {array.shape}, expected {shape}"
+    if not np.isfinite(array).all():
+        return f"{name} holds non-finite values (NaN or infinity)"
+    return None
+
+
+def _check_layers(
+    sizes: list[int], weights: list[np.ndarray], biases: list[np.ndarray], dtype: np.dtype
+) -> str | None:
+    """Check every layer's arrays against ``sizes`` and ``dtype``.
+
+    Parameters
+    ----------
+    sizes : list of int
+        Units per layer, already checked by :func:`_check_structure`.
+    weights, biases : list of numpy.ndarray
+        The arrays, layer by layer.
+    dtype : numpy.dtype
+        The dtype every array must have.
+
+    Returns
+    -------
+    str or None
+        A description of the first problem, or None if all is well.
+    """
+    n_layers = len(sizes) - 1
+    if len(weights) != n_layers or len(biases) != n_layers:
+        return (
+            f"{n_layers} layers need {n_layers} weights and biases, "
+            f"got {len(weights)} and {len(biases)}"
+        )
+    for i, (W, b) in enumerate(zip(weights, biases, strict=True)):
+        problem = _check_array(W, f"W{i}", (sizes[i], sizes[i + 1]), dtype) or _check_array(
+            b, f"b{i}", (sizes[i + 1],), dtype
+        )
+        if problem:
+            return problem
+    return None
+
+
+def _dtype_name(dtype: Any) -> str | None:
+    """Return "float32" or "float64" for such a dtype, else None."""
+    if dtype is None:  # np.dtype(None) would mean float64
+        return None
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError:
+        return None
+    return resolved.name if resolved.name in _DTYPES else None
+
+
+def save_model(
+    path: str | os.PathLike[str],
+    *,
+    sizes: Sequence[int],
+    activations: Sequence[str],
+    weights: Sequence[np.ndarray],
+    biases: Sequence[np.ndarray],
+    dtype: Any,
+    extra: dict[str, Any] | None = None,
+    allowed_activations: Iterable[str] = ACTIVATIONS,
+) -> None:
+    """Write a model file.
+
+    Everything is checked before anything is written, with the same rules
+    :func:`load_model` applies, so a saved file always loads. The file is
+    written to a temporary file in the same folder and then renamed over
+    ``path``: a failed save leaves no partial file and an existing file at
+    ``path`` intact.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Where to write, exactly as given: unlike :func:`numpy.savez`, no
+        ``.npz`` is appended.
+    sizes : sequence of int
+        Units per layer, input first, at least two.
+    activations : sequence of str
+        One activation name per layer.
+    weights : sequence of numpy.ndarray
+        ``weights[i]`` of shape ``(sizes[i], sizes[i + 1])``.
+    biases : sequence of numpy.ndarray
+        ``biases[i]`` of shape ``(sizes[i + 1],)``.
+    dtype : {"float32", "float64"}
+        The dtype every array must already have (nothing is converted).
+    extra : dict, optional
+        More JSON-serialisable header entries, e.g. ``{"dlfr_version": "0.1.0"}``.
+        They may not replace the keys this function writes.
+    allowed_activations : iterable of str, default ACTIVATIONS
+        Accepted activation names.
+
+    Raises
+    ------
+    ValueError
+        If the structure, an array's shape, dtype or values, or ``extra``
+        is invalid (the message names the file and the problem).
+    TypeError
+        If ``extra`` is not a dict or cannot be written as JSON.
+    OSError
+        If the file cannot be written.
+    """
+    path = os.fspath(path)
+    dtype_name = _dtype_name(dtype)
+    sizes, activations = list(sizes), list(activations)
+    weights, biases = list(weights), list(biases)
+
+    problem = _check_structure(sizes, activations, dtype_name or dtype, allowed_activations)
+    if problem is None:
+        weights = [np.asarray(W) for W in weights]
+        biases = [np.asarray(b) for b in biases]
+        problem = _check_layers(sizes, weights, biases, np.dtype(dtype_name))
+    if problem:
+        raise ValueError(f"cannot save model to {path}: {problem}")
+    arrays: dict[str, Any] = {}
+    for i, (W, b) in enumerate(zip(weights, biases, strict=True)):
+        arrays[f"W{i}"], arrays[f"b{i}"] = W, b
+
+    extra = {} if extra is None else extra
+    if not isinstance(extra, dict):
+        raise TypeError(f"extra must be a dict, got {type(extra).__name__}")
+    clash = sorted(set(extra) & set(_RESERVED))
+    if clash:
+        raise ValueError(f"cannot save model to {path}: extra may not set {clash}")
+    header = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "sizes": [int(n) for n in sizes],
+        "activations": activations,
+        "dtype": dtype_name,
+        **extra,
+    }
+    try:
+        text = json.dumps(header, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"cannot save model to {path}: extra is not plain JSON ({exc})") from exc
+    arrays[_HEADER] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+
+    _write_atomically(path, arrays)
+
+
+def _write_atomically(path: str, arrays: dict[str, Any]) -> None:
+    """Write ``arrays`` as an .npz at exactly ``path``, all or nothing.
+
+    Parameters
+    ----------
+    path : str
+        The destination.
+    arrays : dict of str to numpy.ndarray
+        The archive's members.
+    """
+    folder, base = os.path.split(path)
+    # A hidden, random name beside the target, so os.replace stays on one filesystem.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = os.path.join(folder, f".{base}.{secrets.token_hex(6)}.tmp")
+        try:
+            # 0o666 lets the umask decide the final permissions, as open() would.
+            fd = os.open(tmp, flags, 0o666)
+            break
+        except FileExistsError:
+            continue
+    try:
+        with os.fdopen(fd, "wb") as f:
+            # Writing to a file object stops numpy from appending ".npz".
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        # Includes KeyboardInterrupt: never leave the temporary file behind.
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _load_member(npz: Any, key: str, name: str) -> np.ndarray:
+    """Read one array of an open .npz, turning every failure into ValueError."""
+    try:
+        array = npz[key]
+    except ValueError as exc:
+        if "pickle" in str(exc) or "Object arrays" in str(exc):
+            raise ValueError(f"{name}: {key} is a pickled object array, which is refused") from exc
+        raise ValueError(f"{name}: {key} is not a readable array ({exc})") from exc
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+        raise ValueError(f"{name}: {key} is corrupt ({exc})") from exc
+    # numpy hands back raw bytes for a member that is not in .npy format.
+    if not isinstance(array, np.ndarray):
+        raise ValueError(f"{name}: {key} is not a .npy array")
+    return array
+
+
+def _parse_header(array: np.ndarray, name: str) -> dict:
+    """Decode and check the JSON header; raise ValueError naming the file."""
+    if array.dtype != np.uint8 or array.ndim != 1:
+        raise ValueError(
+            f"{name}: header must be a 1-D uint8 array of JSON bytes, "
+            f"got {array.dtype} of shape {array.shape}"
+        )
+    try:
+        header = json.loads(array.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{name}: header is not UTF-8 JSON ({exc})") from exc
+    if not isinstance(header, dict):
+        raise ValueError(f"{name}: header is not a JSON object")
+    if header.get("format") != FORMAT:
+        raise ValueError(
+            f"{name}: not a dlfr model file (header format is {header.get('format')!r}, "
+            f"expected {FORMAT!r})"
+        )
+    version = header.get("format_version")
+    if not _is_int(version):
+        raise ValueError(f"{name}: format_version must be an integer, got {version!r}")
+    if version != FORMAT_VERSION:
+        raise ValueError(
+            f"{name}: unknown format_version {version} (this dlfr reads version {FORMAT_VERSION})"
+        )
+    return header
+
+
+def load_model(
+    path: str | os.PathLike[str],
+    *,
+    allowed_activations: Iterable[str] = ACTIVATIONS,
+) -> ModelFile:
+    """Read and check a model file written by :func:`save_model`.
+
+    The file is opened with ``allow_pickle=False``; nothing in it is
+    executed. Every part is checked: the header exists, parses, and names a
+    known format and version; sizes, activations and dtype are valid; the
+    archive holds exactly ``header, W0, b0, ...``; every array has the
+    header's dtype, the shape the sizes imply, and finite values.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    allowed_activations : iterable of str, default ACTIVATIONS
+        Accepted activation names.
+
+    Returns
+    -------
+    ModelFile
+        The sizes, activations, arrays, dtype and header.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        If the file is not a readable zip, not a dlfr model, or any check
+        fails; the message names the file and the problem.
+    """
+    name = os.fspath(path)
+    with open(name, "rb") as f:
+        if f.read(4) not in _ZIP_MAGIC:
+            raise ValueError(f"{name}: not a dlfr model file (not an .npz zip archive)")
+        f.seek(0)
+        try:
+            npz = np.load(f, allow_pickle=False)
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+            raise ValueError(f"{name}: not a readable .npz archive ({exc})") from exc
+        with npz:
+            return _read_model(npz, name, tuple(allowed_activations))
+
+
+def _read_model(npz: Any, name: str, allowed: tuple[str, ...]) -> ModelFile:
+    """Check and read the content of an open .npz; see :func:`load_model`."""
+    members = set(npz.files)
+    if _HEADER not in members:
+        raise ValueError(f"{name}: not a dlfr model file (no header array)")
+    header = _parse_header(_load_member(npz, _HEADER, name), name)
+    sizes: Any = header.get("sizes")
+    activations: Any = header.get("activations")
+    problem = _check_structure(sizes, activations, header.get("dtype"), allowed)
+    if problem:
+        raise ValueError(f"{name}: {problem}")
+
+    n_layers = len(sizes) - 1
+    expected = {_HEADER} | {f"{p}{i}" for i in range(n_layers) for p in "Wb"}
+    if members != expected:
+        missing, unexpected = sorted(expected - members), sorted(members - expected)
+        raise ValueError(
+            f"{name}: arrays do not match sizes {sizes}: missing {missing}, unexpected {unexpected}"
+        )
+
+    weights = [_load_member(npz, f"W{i}", name) for i in range(n_layers)]
+    biases = [_load_member(npz, f"b{i}", name) for i in range(n_layers)]
+    dtype = np.dtype(header["dtype"])
+    problem = _check_layers(sizes, weights, biases, dtype)
+    if problem:
+        raise ValueError(f"{name}: {problem}")
+    return ModelFile(
+        sizes=[int(n) for n in sizes],
+        activations=list(activations),
+        # Arrays saved in Fortran order load that way; kernels want C order.
+        weights=[np.ascontiguousarray(W) for W in weights],
+        biases=[np.ascontiguousarray(b) for b in biases],
+        dtype=dtype,
+        header=header,
+    )
