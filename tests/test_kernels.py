@@ -36,7 +36,8 @@ DENSE_TOL = {
     np.float64: {"rtol": 1e-12, "atol": 1e-12},
 }
 
-UNARY = ["sigmoid", "sigmoid_prime", "step", "tanh", "relu"]
+#: Elementwise kernels of one argument (identity is public beyond the contract).
+UNARY = ["sigmoid", "sigmoid_prime", "step", "tanh", "relu", "identity"]
 ACTIVATION_NAMES = ("identity", "sigmoid", "tanh", "relu", "step", "softmax")
 
 #: Scalars, single rows and columns, tall and wide, empty, 3-D, and every
@@ -355,6 +356,26 @@ def test_dense_softmax_rows_sum_to_one(dtype):
     np.testing.assert_allclose(result.sum(axis=1), 1.0, rtol=DENSE_TOL[dtype]["rtol"])
 
 
+SOFTMAX_SHAPES = [(1, 1), (1, 67), (1000, 3), (3, 1000), (0, 5), *[(3, n) for n in range(1, 18)]]
+
+
+@pytest.mark.parametrize("shape", SOFTMAX_SHAPES, ids=shape_id)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+def test_softmax_matches_reference(dtype, shape):
+    z = random_array(shape, dtype, scale=30.0)  # spreads far beyond exp's range
+    with no_warnings():
+        result = kernels.softmax(z)
+    assert result.shape == shape
+    assert result.dtype == dtype
+    np.testing.assert_allclose(result, ref.softmax(z), **ELEMENTWISE_TOL[dtype])
+
+
+@pytest.mark.parametrize("shape", [(), (5,), (2, 3, 4)], ids=shape_id)
+def test_softmax_refuses_other_than_2d(shape):
+    with pytest.raises(ValueError, match=message(arg("z"), shape_pattern(shape))):
+        kernels.softmax(np.zeros(shape))
+
+
 # --------------------------------------------------------------------------- dtype policy
 
 
@@ -487,14 +508,27 @@ def test_dense_accepts_any_layout(dtype, which, layout):
     np.testing.assert_allclose(result, expected, **DENSE_TOL[result.dtype.type])
 
 
+#: Scalars of every kind (each keeps its shape ()) and nested lists.
+SCALARS_AND_LISTS = {
+    "float": 0.0,
+    "negative-float": -2.5,
+    "int": 3,
+    "numpy-float32": np.float32(1.5),
+    "numpy-int8": np.int8(-2),
+    "0d-int": np.array(4),
+    "0d-bigendian": np.array(-1.0, dtype=">f8"),
+    "nested-list": [[-1.0, 0.0], [2.0, 40.0]],
+}
+
+
+@pytest.mark.parametrize("z", SCALARS_AND_LISTS.values(), ids=SCALARS_AND_LISTS)
 @pytest.mark.parametrize("name", UNARY)
-def test_python_scalars_and_lists(name):
-    kernel, twin = getattr(kernels, name), getattr(ref, name)
-    for z in (0.0, -2.5, 3, [[-1.0, 0.0], [2.0, 40.0]]):
-        result = kernel(z)
-        assert result.dtype == np.float64
-        assert np.shape(result) == np.shape(z)
-        np.testing.assert_allclose(result, twin(z), **ELEMENTWISE_TOL[np.float64])
+def test_scalars_and_lists_keep_their_shape(name, z):
+    result = getattr(kernels, name)(z)
+    expected = getattr(ref, name)(z)
+    assert np.shape(result) == np.shape(z)
+    assert result.dtype == expected.dtype == expected_dtype(z)
+    np.testing.assert_allclose(result, expected, **ELEMENTWISE_TOL[result.dtype.type])
 
 
 # --------------------------------------------------------------------------- out=
