@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.machinery
+import itertools
 import math
 import re
 import warnings
@@ -354,6 +355,23 @@ def test_dense_softmax_rows_sum_to_one(dtype):
     X, W, b = dense_inputs(50, 20, 10, dtype)
     result = kernels.dense(X, W, b, "softmax")
     np.testing.assert_allclose(result.sum(axis=1), 1.0, rtol=DENSE_TOL[dtype]["rtol"])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+def test_chained_dense_matches_reference_forward(dtype):
+    # The 784-16-10 network, sigmoid hidden layer, softmax output.
+    sizes, activations = [784, 16, 10], ["sigmoid", "softmax"]
+    X, _, _ = dense_inputs(33, sizes[0], 1, dtype)
+    layers = [dense_inputs(1, n_in, n_out, dtype, seed=i)[1:]
+              for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes))]
+    weights, biases = zip(*layers, strict=True)
+    hidden, output = ref.forward(X, weights, biases, activations, return_all=True)
+    a = X
+    for (W, b), activation in zip(layers, activations, strict=True):
+        a = kernels.dense(a, W, b, activation)
+    np.testing.assert_allclose(a, output, **DENSE_TOL[dtype])
+    np.testing.assert_array_equal(ref.forward(X, weights, biases, activations), output)
+    assert hidden.shape == (33, 16)
 
 
 SOFTMAX_SHAPES = [(1, 1), (1, 67), (1000, 3), (3, 1000), (0, 5), *[(3, n) for n in range(1, 18)]]
