@@ -1,0 +1,199 @@
+"""Plain-NumPy twin of every kernel in :mod:`dlfr.kernels`.
+
+This module is the oracle of the tests and the baseline of the benchmarks.
+It favours clarity over speed and uses nothing but NumPy. Every function
+computes in the dtype of its input (float32 stays float32, float64 stays
+float64, any other real dtype becomes float64), exactly as the kernels do, so
+it can be compared with them dtype for dtype. Tests that want a more precise
+oracle pass float64 copies of their inputs.
+
+``plain_sigmoid`` and ``plain_dense_sigmoid`` are the naive expressions people
+write by hand; they are what the benchmarks measure dlfr against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+__all__ = [
+    "ACTIVATIONS",
+    "dense",
+    "forward",
+    "identity",
+    "plain_dense_sigmoid",
+    "plain_sigmoid",
+    "relu",
+    "sigmoid",
+    "sigmoid_backward",
+    "sigmoid_prime",
+    "softmax",
+    "step",
+    "tanh",
+]
+
+
+def _float_dtype(dtype) -> np.dtype:
+    """The dtype a kernel computes in for an input of `dtype`.
+
+    float32 and float64 (of either byte order) are kept, in native byte order;
+    every other real dtype becomes float64.
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f" and dtype.itemsize in (4, 8):
+        return np.dtype(f"f{dtype.itemsize}")
+    return np.dtype(np.float64)
+
+
+def _as_float(x, dtype=None) -> np.ndarray:
+    """Return `x` as an array of `dtype`, or of ``_float_dtype(x.dtype)`` if None."""
+    x = np.asarray(x)
+    return x.astype(_float_dtype(x.dtype) if dtype is None else dtype, copy=False)
+
+
+def sigmoid(z) -> np.ndarray:
+    """Logistic function ``1 / (1 + exp(-z))`` without overflow.
+
+    Branches on the sign of `z` and only ever exponentiates ``-|z|``, so the
+    exponential lies in [0, 1]: ``1 / (1 + e)`` for ``z >= 0`` and
+    ``e / (1 + e)`` for ``z < 0``. No clipping; NaN propagates.
+    """
+    z = _as_float(z)
+    with np.errstate(under="ignore"):
+        e = np.exp(-np.abs(z))
+        return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def sigmoid_prime(z) -> np.ndarray:
+    """Derivative of the sigmoid, ``sigma(z) * (1 - sigma(z))``, from `z`.
+
+    Written as ``e / (1 + e)**2`` with ``e = exp(-|z|)`` (the derivative is
+    even in `z`), which stays accurate for large ``|z|`` where ``1 - sigma(z)``
+    would cancel.
+    """
+    z = _as_float(z)
+    with np.errstate(under="ignore"):
+        e = np.exp(-np.abs(z))
+        return e / ((1 + e) * (1 + e))
+
+
+def sigmoid_backward(grad, a) -> np.ndarray:
+    """Backward pass of the sigmoid: ``grad * a * (1 - a)``, `a` being its output.
+
+    The result is float32 only if both inputs are float32, float64 otherwise.
+    `grad` and `a` must have the same shape (no broadcasting).
+    """
+    grad, a = np.asarray(grad), np.asarray(a)
+    if grad.shape != a.shape:
+        raise ValueError(f"grad has shape {grad.shape} but a has shape {a.shape}")
+    both_f32 = _float_dtype(grad.dtype) == _float_dtype(a.dtype) == np.float32
+    dtype = np.float32 if both_f32 else np.float64
+    grad, a = _as_float(grad, dtype), _as_float(a, dtype)
+    return grad * a * (1 - a)
+
+
+def step(z) -> np.ndarray:
+    """Heaviside step of the perceptron: 1 where ``z >= 0``, else 0; NaN stays NaN."""
+    z = _as_float(z)
+    return np.where(np.isnan(z), z, (z >= 0).astype(z.dtype))
+
+
+def tanh(z) -> np.ndarray:
+    """Hyperbolic tangent."""
+    return np.tanh(_as_float(z))
+
+
+def relu(z) -> np.ndarray:
+    """Rectifier: 0 where ``z < 0``, else `z`; NaN stays NaN."""
+    z = _as_float(z)
+    return np.where(z < 0, z.dtype.type(0), z)
+
+
+def identity(z) -> np.ndarray:
+    """Identity (a linear layer): a float copy of `z`."""
+    return _as_float(z).copy()
+
+
+def softmax(z) -> np.ndarray:
+    """Softmax over the last axis (row-wise for a batch), max-subtracted."""
+    z = _as_float(z)
+    with np.errstate(under="ignore"):
+        e = np.exp(z - z.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
+
+#: Activation name -> reference function, in the order of ``kernels.ACTIVATIONS``.
+ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "identity": identity,
+    "sigmoid": sigmoid,
+    "tanh": tanh,
+    "relu": relu,
+    "step": step,
+    "softmax": softmax,
+}
+
+
+def _dense_dtype(W) -> np.dtype:
+    """Result dtype of a dense layer: W's if float32/float64, else float64."""
+    return _float_dtype(np.asarray(W).dtype)
+
+
+def dense(X, W, b, activation: str = "sigmoid") -> np.ndarray:
+    """Dense layer ``activation(X @ W + b)``.
+
+    `X` is (n, n_in), `W` (n_in, n_out), `b` (n_out,). The computation runs in
+    W's dtype if that is float32 or float64 (else float64); X and b are
+    converted to it.
+    """
+    dtype = _dense_dtype(W)
+    X, W, b = (_as_float(v, dtype) for v in (X, W, b))
+    return ACTIVATIONS[activation](X @ W + b)
+
+
+def forward(
+    X,
+    weights: Sequence[np.ndarray],
+    biases: Sequence[np.ndarray],
+    activations: str | Sequence[str] = "sigmoid",
+    *,
+    return_all: bool = False,
+) -> np.ndarray | list[np.ndarray]:
+    """Forward pass of a whole network, one :func:`dense` per layer.
+
+    Parameters
+    ----------
+    X : array_like, shape (n, n_in)
+        Input batch.
+    weights, biases : sequences of arrays
+        ``weights[i]`` is (n_i, n_{i+1}) and ``biases[i]`` is (n_{i+1},).
+    activations : str or sequence of str
+        One name for every layer, or one name per layer.
+    return_all : bool
+        If true, return the list of every layer's output (not the input);
+        otherwise only the last layer's output.
+    """
+    if len(weights) != len(biases):
+        raise ValueError(f"{len(weights)} weight matrices but {len(biases)} bias vectors")
+    if isinstance(activations, str):
+        activations = [activations] * len(weights)
+    if len(activations) != len(weights):
+        raise ValueError(f"{len(weights)} layers but {len(activations)} activations")
+    outputs = []
+    a = X
+    for W, b, name in zip(weights, biases, activations, strict=True):
+        a = dense(a, W, b, name)
+        outputs.append(a)
+    return outputs if return_all else a
+
+
+def plain_sigmoid(z) -> np.ndarray:
+    """The naive ``1 / (1 + np.exp(-z))`` (overflows to inf for very negative z)."""
+    with np.errstate(over="ignore"):
+        return 1 / (1 + np.exp(-z))
+
+
+def plain_dense_sigmoid(X, W, b) -> np.ndarray:
+    """The naive sigmoid layer ``1 / (1 + np.exp(-(X @ W + b)))``."""
+    with np.errstate(over="ignore"):
+        return 1 / (1 + np.exp(-(X @ W + b)))
