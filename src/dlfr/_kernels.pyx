@@ -229,30 +229,34 @@ cdef inline void _blas_gemm_rowmajor(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
               &beta, C, &ildc)
 
 
-def dense(const floating[:, ::1] X, const floating[:, ::1] W, const floating[::1] b,
-          floating[:, ::1] out, int act):
+cdef void _dense(const floating *X, const floating *W, const floating *b, floating *out,
+                 Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out, int act) noexcept nogil:
     """out = act(X @ W + b): one GEMM, then bias and activation in one pass.
 
     Narrow layers whose width is a whole number of panels run dlfr's own
     register-blocked GEMM with the bias folded into the accumulators; every
     other shape goes to BLAS (sgemm/dgemm).
     """
-    cdef Py_ssize_t n = X.shape[0], n_in = X.shape[1], n_out = W.shape[1]
     if n == 0 or n_out == 0:
         return
+    if n_in == 0:
+        _gemm(n, n_out, 0, X, 0, 1, W, n_out, b, out, n_out, 0, 1)
+        _bias_act(out, n, n_out, n_out, <const floating *>NULL, act)
+    elif n_out % DLFR_PANEL == 0 and n_out <= NARROW_MAX_:
+        _gemm(n, n_out, n_in, X, n_in, 1, W, n_out, b, out, n_out, 0, 1)
+        _bias_act(out, n, n_out, n_out, <const floating *>NULL, act)
+    else:
+        _blas_gemm_rowmajor(n, n_out, n_in, X, n_in, W, n_out, out, n_out, 0)
+        _bias_act(out, n, n_out, n_out, b, act)
+
+
+def dense(const floating[:, ::1] X, const floating[:, ::1] W, const floating[::1] b,
+          floating[:, ::1] out, int act):
+    """out = act(X @ W + b) for validated arguments (see _dense)."""
+    if X.shape[0] == 0 or W.shape[1] == 0:
+        return
     with nogil:
-        if n_in == 0:
-            _gemm(n, n_out, 0, <const floating *>NULL, 0, 1, <const floating *>NULL, n_out,
-                  &b[0], &out[0, 0], n_out, 0, 1)
-            _bias_act(&out[0, 0], n, n_out, n_out, <const floating *>NULL, act)
-        elif n_out % DLFR_PANEL == 0 and n_out <= NARROW_MAX_:
-            _gemm(n, n_out, n_in, &X[0, 0], n_in, 1, &W[0, 0], n_out, &b[0],
-                  &out[0, 0], n_out, 0, 1)
-            _bias_act(&out[0, 0], n, n_out, n_out, <const floating *>NULL, act)
-        else:
-            _blas_gemm_rowmajor(n, n_out, n_in, &X[0, 0], n_in, &W[0, 0], n_out,
-                                &out[0, 0], n_out, 0)
-            _bias_act(&out[0, 0], n, n_out, n_out, &b[0], act)
+        _dense(&X[0, 0], &W[0, 0], &b[0], &out[0, 0], X.shape[0], X.shape[1], W.shape[1], act)
 
 
 def softmax_rows(floating[:, ::1] y):
@@ -262,6 +266,93 @@ def softmax_rows(floating[:, ::1] y):
     with nogil:
         _bias_act(&y[0, 0], y.shape[0], y.shape[1], y.shape[1], <const floating *>NULL,
                   DLFR_SOFTMAX)
+
+
+cdef inline int _is_real(Py_buffer *v, Py_ssize_t itemsize) noexcept:
+    """A native float32/float64 buffer of this itemsize ('f' or 'd' format)."""
+    return (v.itemsize == itemsize and v.format != NULL
+            and (v.format[0] == b'f' or v.format[0] == b'd') and v.format[1] == 0)
+
+
+cdef inline int _overlaps(Py_buffer *a, Py_buffer *b) noexcept:
+    cdef char *a0 = <char *>a.buf
+    cdef char *b0 = <char *>b.buf
+    return a0 < b0 + b.len and b0 < a0 + a.len
+
+
+def dense_fast(object X, object W, object b, object out, int act):
+    """``dense`` for arguments that need no conversion; None when they do.
+
+    The hot path of kernels.dense at small batches, where Python-level checks
+    cost more than the layer: it accepts only C-contiguous native float
+    arrays of one dtype with matching shapes and an ``out`` that is either
+    None or a writeable, non-overlapping array of the result's shape. Anything
+    else returns None and goes through the full validation in Python, which
+    converts what it may and raises the errors.
+    """
+    cdef Py_buffer xv, wv, bv, ov
+    cdef int held = 0
+    cdef Py_ssize_t itemsize, n, n_in, n_out
+    cdef int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT
+    try:
+        if PyObject_GetBuffer(W, &wv, flags) == 0:
+            held = 1
+        if PyObject_GetBuffer(X, &xv, flags) == 0:
+            held = 2
+        if PyObject_GetBuffer(b, &bv, flags) == 0:
+            held = 3
+    except Exception:
+        _release_some(&wv, &xv, &bv, held)
+        return None
+    try:
+        itemsize = wv.itemsize
+        if not (_is_real(&wv, itemsize) and _is_real(&xv, itemsize) and _is_real(&bv, itemsize)
+                and wv.ndim == 2 and xv.ndim == 2 and bv.ndim == 1
+                and xv.shape[1] == wv.shape[0] and bv.shape[0] == wv.shape[1]):
+            return None
+        n, n_in, n_out = xv.shape[0], wv.shape[0], wv.shape[1]
+        if out is None:
+            out = _empty_like_rows(W, n, n_out)
+        try:
+            PyObject_GetBuffer(out, &ov, flags | PyBUF_WRITABLE)
+        except Exception:
+            return None
+        try:
+            if (not _is_real(&ov, itemsize) or ov.ndim != 2 or ov.shape[0] != n
+                    or ov.shape[1] != n_out or _overlaps(&ov, &xv) or _overlaps(&ov, &wv)
+                    or _overlaps(&ov, &bv)):
+                return None
+            if itemsize == 4:
+                _dense(<const float *>xv.buf, <const float *>wv.buf, <const float *>bv.buf,
+                       <float *>ov.buf, n, n_in, n_out, act)
+            else:
+                _dense(<const double *>xv.buf, <const double *>wv.buf, <const double *>bv.buf,
+                       <double *>ov.buf, n, n_in, n_out, act)
+        finally:
+            PyBuffer_Release(&ov)
+        return out
+    finally:
+        _release_some(&wv, &xv, &bv, held)
+
+
+cdef void _release_some(Py_buffer *a, Py_buffer *b, Py_buffer *c, int held) noexcept:
+    if held >= 1:
+        PyBuffer_Release(a)
+    if held >= 2:
+        PyBuffer_Release(b)
+    if held >= 3:
+        PyBuffer_Release(c)
+
+
+cdef object _np_empty = None
+
+
+cdef object _empty_like_rows(object W, Py_ssize_t n, Py_ssize_t n_out):
+    global _np_empty
+    if _np_empty is None:
+        import numpy
+        _np_empty = numpy.empty
+    return _np_empty((n, n_out), dtype=W.dtype)
 
 
 # ---- CPU dispatch: the best SIMD level, unless DLFR_SIMD asks for less ----

@@ -259,6 +259,39 @@ static inline void FN(micro)(ptrdiff_t rows, ptrdiff_t k, const REAL *A, ptrdiff
         }
     }
 }
+
+/* One row x one panel, for the rows left over after the MR-row blocks (and
+ * batch 1): eight independent accumulators over k hide the FMA latency that
+ * a single chain would wait on. */
+static inline void FN(row1)(ptrdiff_t k, const REAL *a, ptrdiff_t sa_k, const REAL *B,
+                            ptrdiff_t ldb, const REAL *bias, REAL *C, int accumulate, REAL alpha)
+{
+    enum { U = 8 };
+    FN(vec) acc[U][NV];
+    for (int u = 0; u < U; u++)
+        for (int v = 0; v < NV; v++) acc[u][v] = (FN(vec)){0};
+    ptrdiff_t p = 0;
+    for (; p + U <= k; p += U)
+        for (int u = 0; u < U; u++) {
+            REAL s = a[(p + u) * sa_k];
+            for (int v = 0; v < NV; v++)
+                acc[u][v] += s * *(const FN(vec_u) *)(B + (p + u) * ldb + v * VL);
+        }
+    for (; p < k; p++) {
+        REAL s = a[p * sa_k];
+        for (int v = 0; v < NV; v++) acc[0][v] += s * *(const FN(vec_u) *)(B + p * ldb + v * VL);
+    }
+    for (int v = 0; v < NV; v++) {
+        FN(vec) sum = ((acc[0][v] + acc[1][v]) + (acc[2][v] + acc[3][v]))
+                      + ((acc[4][v] + acc[5][v]) + (acc[6][v] + acc[7][v]));
+        FN(vec_u) *c = (FN(vec_u) *)(C + v * VL);
+        if (accumulate)
+            *c += alpha * sum;
+        else
+            *c = sum + (bias ? *(const FN(vec_u) *)(bias + v * VL) : (FN(vec)){0});
+    }
+}
+#define HAVE_ROW1 1
 #else
 #define MR 4
 static inline void FN(micro)(ptrdiff_t rows, ptrdiff_t k, const REAL *A, ptrdiff_t sa_r,
@@ -291,9 +324,18 @@ void FN(gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t sa
     }
     for (ptrdiff_t i = 0; i < m; i += MR) {
         ptrdiff_t rows = m - i < MR ? m - i : MR;
-        for (ptrdiff_t j = 0; j < n; j += DLFR_PANEL)
+        for (ptrdiff_t j = 0; j < n; j += DLFR_PANEL) {
+#ifdef HAVE_ROW1
+            if (rows < MR) { /* a short block: row by row beats padding it to MR */
+                for (ptrdiff_t r = 0; r < rows; r++)
+                    FN(row1)(k, A + (i + r) * sa_r, sa_k, B + j, ldb, bias ? bias + j : NULL,
+                             C + (i + r) * ldc + j, accumulate, alpha);
+                continue;
+            }
+#endif
             FN(micro)(rows, k, A + i * sa_r, sa_r, sa_k, B + j, ldb, bias ? bias + j : NULL,
                       C + i * ldc + j, ldc, accumulate, alpha);
+        }
     }
 }
 
@@ -316,6 +358,7 @@ void FN(gemm_nt)(ptrdiff_t m, ptrdiff_t n_out, ptrdiff_t n, const REAL *D, ptrdi
 }
 
 #undef MR
+#undef HAVE_ROW1
 #undef NV
 #undef VL
 #undef FN

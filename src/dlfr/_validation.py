@@ -59,7 +59,7 @@ def as_array(x: Any, name: str, dtype: np.dtype | None = None) -> np.ndarray:
     if dtype is None:
         # float32/float64 keep their width (big-endian too); the rest -> float64
         dtype = F32 if (dt.kind == "f" and dt.itemsize == 4) else F64
-    return np.ascontiguousarray(arr, dtype=dtype)
+    return np.asarray(arr, dtype=dtype, order="C")  # keeps 0-d arrays 0-d
 
 
 def check_ndim(x: np.ndarray, name: str, ndim: int, what: str) -> None:

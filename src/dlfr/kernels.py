@@ -15,7 +15,7 @@ import numpy as np
 
 from . import _kernels
 from ._validation import F32, F64, as_array, check_ndim, out_array
-from .activations import ACTIVATIONS, code
+from .activations import ACTIVATIONS, CODES as _CODES, code
 
 __all__ = [
     "ACTIVATIONS", "dense", "identity", "relu", "sigmoid", "sigmoid_backward",
@@ -117,6 +117,11 @@ def dense(X: Any, W: Any, b: Any, activation: str = "sigmoid", out: Any = None) 
     out : array, shape (n_samples, n_out), optional
         Written in place and returned; must not overlap X, W or b.
     """
+    act = _CODES.get(activation) if isinstance(activation, str) else None
+    if act is not None:
+        res = _kernels.dense_fast(X, W, b, out, act)
+        if res is not None:
+            return res
     act = code(activation)
     Wa = as_array(W, "W")
     check_ndim(Wa, "W", 2, "(n_in, n_out)")
