@@ -26,9 +26,10 @@ def real_dtype(name: str, dtype: Any) -> np.dtype:
         dt = None if dtype is None else np.dtype(dtype)  # np.dtype(None) is float64
     except TypeError:
         dt = None
-    if dt not in FLOAT_DTYPES:
+    # ``None in FLOAT_DTYPES`` is True (NumPy reads None as float64): test it first
+    if dt is None or dt not in FLOAT_DTYPES:
         raise ValueError(f"{name} must be 'float32' or 'float64'; got {dtype!r}")
-    return dt
+    return F32 if dt == F32 else F64
 
 
 def _refuse_dtype(name: str, dt: np.dtype) -> None:
