@@ -43,7 +43,10 @@ class Network:
         dtype: Any = "float32",
         seed: int | np.random.Generator | None = None,
     ) -> None:
-        items = list(sizes_or_layers)
+        try:
+            items = list(sizes_or_layers)
+        except TypeError:  # not a sequence at all: the message below
+            items = []
         if items and all(isinstance(x, Dense) for x in items):
             layers = items
             dtypes = {layer.dtype for layer in layers}
