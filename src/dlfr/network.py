@@ -119,7 +119,11 @@ class Network:
             type(X) is np.ndarray and X.flags.c_contiguous and X.ndim == 2
             and (X.dtype is self.dtype or X.dtype is _U8)
         ):
-            X = np.asarray(X) if not isinstance(X, np.ndarray) else X
+            if not isinstance(X, np.ndarray):
+                try:
+                    X = np.asarray(X)
+                except (ValueError, TypeError) as exc:  # e.g. ragged rows
+                    raise TypeError(f"X must be an array of real numbers: {exc}") from None
             X = as_array(X, "X", _U8 if X.dtype == _U8 else self.dtype)
             check_ndim(X, "X", 2, "(n_samples, n_features)")
         if X.shape[1] != self.layers[0].n_in:
