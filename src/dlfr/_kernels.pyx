@@ -399,6 +399,8 @@ cdef enum:
     PARALLEL_MIN_ROWS_ = 512
 
 PARALLEL_MIN_ROWS = PARALLEL_MIN_ROWS_
+# The most layers one compiled call takes (dlfr.Network refuses more).
+MAX_NETWORK_LAYERS = MAX_LAYERS
 
 
 cdef struct Net:

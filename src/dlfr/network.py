@@ -80,6 +80,11 @@ class Network:
                 )
                 for i, (n_in, n_out) in enumerate(zip(items, items[1:]))
             ]
+        if len(layers) > _kernels.MAX_NETWORK_LAYERS:
+            raise ValueError(
+                f"sizes_or_layers: a network has at most {_kernels.MAX_NETWORK_LAYERS} "
+                f"layers; got {len(layers)}"
+            )
         self.layers: tuple[Dense, ...] = tuple(layers)
         self.dtype: np.dtype = self.layers[0].dtype
         # what the compiled forward pass takes; the arrays are the layers' own storage
