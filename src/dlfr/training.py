@@ -68,6 +68,10 @@ def loss_value(a: np.ndarray, Y: np.ndarray, loss: str, softmax: bool) -> float:
 
 def _check_data(net: Any, X: Any, y: Any, name_x: str, name_y: str):
     Xa = as_array(X, name_x, net.dtype)
+    if isinstance(X, np.ndarray) and X.dtype == np.uint8:
+        # raw pixels: scaled by 1/255 exactly as Network.forward reads them,
+        # so that fit and predict see the same numbers
+        Xa = Xa * net.dtype.type(1.0 / 255.0)
     check_ndim(Xa, name_x, 2, "(n_samples, n_features)")
     if Xa.shape[1] != net.sizes[0]:
         raise ValueError(
@@ -96,7 +100,8 @@ def fit(net: Any, X: Any, y: Any, *, epochs: int, batch_size: int, learning_rate
     Returns the history: per epoch "loss" and "accuracy" (running means over
     the epoch's mini-batches, as the weights move), and "val_loss" and
     "val_accuracy" after the epoch when ``validation_data`` is given.
-    Every argument is checked before the first weight changes.
+    Every argument is checked before the first weight changes. uint8 X
+    (raw pixels) is multiplied by 1/255, as ``Network.forward`` reads it.
     """
     epochs = positive_int(epochs, "epochs")
     batch_size = positive_int(batch_size, "batch_size")
