@@ -135,11 +135,13 @@ def fit(net: Any, X: Any, y: Any, *, epochs: int, batch_size: int, learning_rate
     history: dict[str, list[float]] = {"loss": [], "accuracy": []}
     if val is not None:
         history.update(val_loss=[], val_accuracy=[])
+    weights, biases, n_outs, acts_codes = net._kernel_args
     order = np.arange(n, dtype=np.int64)
     for _ in progress:
         if shuffle:
             order = rng.permutation(n).astype(np.int64)
-        total, hits = trainer.epoch(*net._kernel_args, Xa, Y, order, lr, loss_code)
+        total, hits = trainer.epoch(weights, biases, n_outs, acts_codes, Xa, Y, order, lr,
+                                    loss_code)
         history["loss"].append(total / n)
         history["accuracy"].append(hits / n)
         if val is not None:
