@@ -322,7 +322,7 @@ def _numpy_forward(Ws: Sequence[np.ndarray], bs: Sequence[np.ndarray]) -> Callab
     def forward(X: np.ndarray) -> np.ndarray:
         a = X
         with np.errstate(over="ignore"):  # exp(-z) overflowing to inf gives the right 0
-            for W, b in zip(Ws, bs):
+            for W, b in zip(Ws, bs, strict=True):
                 a = 1 / (1 + np.exp(-(a @ W + b)))
         return a
 
@@ -352,7 +352,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     out = net.forward(X)[:, 0]
     pred = net.predict(X)
     print("   x1  x2  target  output  label")
-    for xi, t, a, p in zip(X, y, out, pred):
+    for xi, t, a, p in zip(X, y, out, pred, strict=True):
         mark = "" if p == t else "  (wrong)"
         print(f"   {xi[0]:2.0f}  {xi[1]:2.0f}  {t:6d}  {a:6.4f}  {p:5d}{mark}")
     print(f"   {int(np.sum(pred == y))}/4 correct")
@@ -501,7 +501,7 @@ def _onnx_runner(Ws: list, bs: list, threads: int) -> Callable:
 
     elem = TensorProto.FLOAT if Ws[0].dtype == np.float32 else TensorProto.DOUBLE
     nodes, inits, prev = [], [], "X"
-    for i, (W, b) in enumerate(zip(Ws, bs)):
+    for i, (W, b) in enumerate(zip(Ws, bs, strict=True)):
         inits += [numpy_helper.from_array(W, f"W{i}"), numpy_helper.from_array(b, f"b{i}")]
         nodes += [
             helper.make_node("MatMul", [prev, f"W{i}"], [f"z{i}"]),
@@ -533,7 +533,7 @@ def _torch_runner(Ws: list, bs: list, threads: int) -> Callable:
     torch.set_num_threads(threads)
     dtype = torch.float32 if Ws[0].dtype == np.float32 else torch.float64
     layers: list[Any] = []
-    for W, b in zip(Ws, bs):
+    for W, b in zip(Ws, bs, strict=True):
         linear = torch.nn.Linear(W.shape[0], W.shape[1], dtype=dtype)
         with torch.no_grad():
             linear.weight.copy_(torch.from_numpy(np.ascontiguousarray(W.T)))
@@ -740,7 +740,7 @@ def _xor_points(ax: Any, P: np.ndarray, y: np.ndarray, names: np.ndarray | None 
     if names is not None:
         # inputs the hidden layer maps close together share one label
         labels: list[tuple[np.ndarray, str]] = []
-        for p, n in zip(P, names):
+        for p, n in zip(P, names, strict=True):
             text = f"({n[0]:.0f},{n[1]:.0f})"
             for k, (q, t) in enumerate(labels):
                 if np.hypot(*(p - q)) < 0.08:
