@@ -835,6 +835,7 @@ def _plot_bench(plt: Any, args: argparse.Namespace) -> Any:
         ax.bar(x + (k - (len(impls) - 1) / 2) * width, ys, width, label=impl)
     ax.set_xticks(x, [f"{b:,}" for b in batches])
     ax.set_yscale("log")
+    ax.set_ylim(top=max(value.values()) * 8)  # room for the legend above the bars
     ax.set(xlabel="batch size (samples per call)", ylabel="samples per second (log)")
     ax.set_title(f"Inference throughput, {'-'.join(map(str, data.get('sizes', [])))} "
                  f"sigmoid network, {data.get('dtype', '')}, {data.get('threads', '?')} "
