@@ -665,6 +665,14 @@ cdef inline void _gemm_nt(Py_ssize_t m, Py_ssize_t n_out, Py_ssize_t n, const fl
         dlfr_gemm_nt_f64(m, n_out, n, D, ldd, W, ldw, C, ldc)
 
 
+cdef inline bint _consecutive(const int64_t *idx, Py_ssize_t m) noexcept nogil:
+    cdef Py_ssize_t r
+    for r in range(1, m):
+        if idx[r] != idx[r - 1] + 1:
+            return False
+    return True
+
+
 cdef void _train_epoch(Net *net, floating *work, Py_ssize_t batch, const floating *X,
                        const floating *Y, Py_ssize_t n, const int64_t *order, floating lr,
                        int loss, double *loss_sum, Py_ssize_t *correct) noexcept nogil:
@@ -679,6 +687,8 @@ cdef void _train_epoch(Net *net, floating *work, Py_ssize_t batch, const floatin
     cdef floating *W
     cdef floating *b
     cdef const floating *A_prev
+    cdef const floating *X_batch
+    cdef const floating *Y_batch
     cdef floating step, colsum
     for l in range(L):
         A[l] = p
@@ -687,17 +697,23 @@ cdef void _train_epoch(Net *net, floating *work, Py_ssize_t batch, const floatin
     while s < n:
         m = min(batch, n - s)
         step = -lr / m  # the gradient is the mean over the mini-batch
-        for r in range(m):
-            memcpy(&Xb[r * n_in], &X[order[s + r] * n_in], n_in * sizeof(floating))
-            memcpy(&Yb[r * n_out], &Y[order[s + r] * n_out], n_out * sizeof(floating))
+        X_batch = X + order[s] * n_in
+        Y_batch = Y + order[s] * n_out
+        if order[s + m - 1] - order[s] != m - 1 or not _consecutive(order + s, m):
+            # a shuffled batch is gathered; a run of consecutive rows is used in place
+            for r in range(m):
+                memcpy(&Xb[r * n_in], &X[order[s + r] * n_in], n_in * sizeof(floating))
+                memcpy(&Yb[r * n_out], &Y[order[s + r] * n_out], n_out * sizeof(floating))
+            X_batch = Xb
+            Y_batch = Yb
         # forward, keeping every layer's output
-        A_prev = Xb
+        A_prev = X_batch
         lda = n_in
         for l in range(L):
             _layer(net, l, m, A_prev, lda, A[l])
             A_prev = A[l]
             lda = net.ld[l]
-        _output_delta(net, m, A[L - 1], Yb, D[L - 1], loss, loss_sum, correct)
+        _output_delta(net, m, A[L - 1], Y_batch, D[L - 1], loss, loss_sum, correct)
         # backward: each delta goes through W^T before W takes its step
         for l in range(L - 1, -1, -1):
             W = <floating *>net.W[l]
@@ -710,7 +726,7 @@ cdef void _train_epoch(Net *net, floating *work, Py_ssize_t batch, const floatin
                 A_prev = A[l - 1]
                 lda = net.ld[l - 1]
             else:
-                A_prev = Xb
+                A_prev = X_batch
                 lda = n_in
             # W += step * A_prev^T @ D: the gradient GEMM with the update folded in
             _gemm(net.n_in[l], net.ld[l], m, A_prev, 1, lda, D[l], net.ld[l],

@@ -111,8 +111,9 @@ def positive_int(value: Any, name: str) -> int:
 
 
 def positive_float(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
-        np.isfinite(value) and value > 0
-    ):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a positive finite number; got {value!r}")
-    return float(value)
+    number = float(value)
+    if not (np.isfinite(number) and number > 0):
+        raise ValueError(f"{name} must be a positive finite number; got {value!r}")
+    return number

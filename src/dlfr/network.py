@@ -62,7 +62,7 @@ class Network:
                     )
         else:
             if len(items) < 2 or not all(
-                isinstance(x, numbers.Integral) and not isinstance(x, bool) and x > 0
+                isinstance(x, numbers.Integral) and not isinstance(x, bool) and int(x) > 0
                 for x in items
             ):
                 raise ValueError(
@@ -88,7 +88,7 @@ class Network:
         self.layers: tuple[Dense, ...] = tuple(layers)
         self.dtype: np.dtype = self.layers[0].dtype
         # what the compiled forward pass takes; the arrays are the layers' own storage
-        self._kernel_args = (
+        self._kernel_args: tuple[list[np.ndarray], list[np.ndarray], list[int], list[int]] = (
             [layer._W for layer in self.layers],
             [layer._b for layer in self.layers],
             [layer.n_out for layer in self.layers],

@@ -66,6 +66,12 @@ def loss_value(a: np.ndarray, Y: np.ndarray, loss: str, softmax: bool) -> float:
     )
 
 
+def _all_finite(X: np.ndarray) -> bool:
+    """No NaN or inf in X: a NaN or inf makes the sum non-finite (one cheap pass,
+    no boolean temporary); only a non-finite sum needs the exact check."""
+    return bool(np.isfinite(X.sum()) or np.isfinite(X).all())
+
+
 def _check_data(net: Any, X: Any, y: Any, name_x: str, name_y: str):
     Xa = as_array(X, name_x, net.dtype)
     if isinstance(X, np.ndarray) and X.dtype == np.uint8:
@@ -83,7 +89,7 @@ def _check_data(net: Any, X: Any, y: Any, name_x: str, name_y: str):
         raise ValueError(f"{name_x} has {len(Xa)} rows but {name_y} has {len(Y)}")
     if len(Xa) == 0:
         raise ValueError(f"{name_x} and {name_y} are empty: there is nothing to train on")
-    if not np.all(np.isfinite(Xa)):
+    if not _all_finite(Xa):
         raise ValueError(f"{name_x} contains NaN or inf")
     return Xa, Y
 
@@ -140,11 +146,13 @@ def fit(net: Any, X: Any, y: Any, *, epochs: int, batch_size: int, learning_rate
     history: dict[str, list[float]] = {"loss": [], "accuracy": []}
     if val is not None:
         history.update(val_loss=[], val_accuracy=[])
+    weights, biases, n_outs, acts_codes = net._kernel_args
     order = np.arange(n, dtype=np.int64)
     for _ in progress:
         if shuffle:
             order = rng.permutation(n).astype(np.int64)
-        total, hits = trainer.epoch(*net._kernel_args, Xa, Y, order, lr, loss_code)
+        total, hits = trainer.epoch(weights, biases, n_outs, acts_codes, Xa, Y, order, lr,
+                                    loss_code)
         history["loss"].append(total / n)
         history["accuracy"].append(hits / n)
         if val is not None:

@@ -1,0 +1,158 @@
+"""One training epoch of the 784-16-10 sigmoid network: dlfr against NumPy and peers.
+
+10,000 bundled digits, mini-batches of 32, learning rate 3.0, quadratic cost,
+no shuffling (so every implementation takes exactly the same steps from the
+same initial weights). The NumPy twin is the same maths vectorised per
+mini-batch; PyTorch (SGD on nn.Sequential) and scikit-learn
+(MLPClassifier.partial_fit, its own loss) are recorded when installed. Each
+benchmark checks its result: dlfr's weights after the epoch equal the NumPy
+twin's, and every peer must have learnt (accuracy well above chance).
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m pytest \\
+        benchmarks/test_bench_training.py --benchmark-json=train.json
+    python benchmarks/report.py train.json
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import dlfr
+
+SIZES = [784, 16, 10]
+BATCH = 32
+LR = 3.0
+N = 10_000
+DTYPES = ("float32", "float64")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = dlfr.datasets.load_mnist()
+    return X[:N], y[:N]
+
+
+def initial_network(dtype):
+    return dlfr.Network(SIZES, dtype=dtype, seed=0)
+
+
+def numpy_epoch(Ws, bs, X, Y):
+    """Mini-batch SGD on the quadratic cost, vectorised per batch (the NumPy twin)."""
+    for s in range(0, len(X), BATCH):
+        xb, yb = X[s:s + BATCH], Y[s:s + BATCH]
+        acts = [xb]
+        for W, b in zip(Ws, bs):
+            acts.append(1 / (1 + np.exp(-(acts[-1] @ W + b))))
+        delta = (acts[-1] - yb) * acts[-1] * (1 - acts[-1])
+        step = LR / len(xb)
+        for layer in range(len(Ws) - 1, -1, -1):
+            grad_W, grad_b = acts[layer].T @ delta, delta.sum(axis=0)
+            if layer:
+                delta = (delta @ Ws[layer].T) * acts[layer] * (1 - acts[layer])
+            Ws[layer] -= step * grad_W
+            bs[layer] -= step * grad_b
+    return Ws, bs
+
+
+def accuracy(outputs, y):
+    return float(np.mean(np.argmax(outputs, axis=1) == y))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_numpy(benchmark, digits, dtype):
+    X, y = digits
+    X = X.astype(dtype)
+    Y = dlfr.datasets.one_hot(y, 10, dtype=dtype)
+    net = initial_network(dtype)
+    start = ([layer.W.copy() for layer in net.layers], [layer.b.copy() for layer in net.layers])
+    benchmark.group = f"train epoch 784-16-10 batch={BATCH} {dtype}"
+    benchmark.extra_info["impl"] = "numpy"
+    Ws, bs = benchmark.pedantic(
+        lambda: numpy_epoch([w.copy() for w in start[0]], [b.copy() for b in start[1]], X, Y),
+        rounds=5, iterations=1, warmup_rounds=1,
+    )
+    a = X
+    for W, b in zip(Ws, bs):
+        a = 1 / (1 + np.exp(-(a @ W + b)))
+    assert accuracy(a, y) > 0.8
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dlfr(benchmark, digits, dtype):
+    X, y = digits
+    X = X.astype(dtype)
+    Y = dlfr.datasets.one_hot(y, 10, dtype=dtype)
+    start = initial_network(dtype)
+
+    def epoch():
+        net = initial_network(dtype)
+        net.fit(X, y, epochs=1, batch_size=BATCH, learning_rate=LR, shuffle=False)
+        return net
+
+    benchmark.group = f"train epoch 784-16-10 batch={BATCH} {dtype}"
+    benchmark.extra_info["impl"] = "dlfr"
+    net = benchmark.pedantic(epoch, rounds=20, iterations=1, warmup_rounds=1)
+    Ws, bs = numpy_epoch([layer.W.copy() for layer in start.layers],
+                         [layer.b.copy() for layer in start.layers], X, Y)
+    tol = 2e-3 if dtype == "float32" else 1e-9
+    for layer, W, b in zip(net.layers, Ws, bs):
+        np.testing.assert_allclose(layer.W, W, atol=tol, rtol=tol)
+        np.testing.assert_allclose(layer.b, b, atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_torch(benchmark, digits, dtype):
+    torch = pytest.importorskip("torch")
+    X, y = digits
+    tdtype = getattr(torch, dtype)
+    Xt = torch.from_numpy(X.astype(dtype))
+    Yt = torch.from_numpy(dlfr.datasets.one_hot(y, 10, dtype=dtype))
+    start = initial_network(dtype)
+
+    def epoch():
+        model = torch.nn.Sequential(torch.nn.Linear(784, 16), torch.nn.Sigmoid(),
+                                    torch.nn.Linear(16, 10), torch.nn.Sigmoid()).to(tdtype)
+        with torch.no_grad():
+            for linear, layer in zip((model[0], model[2]), start.layers):
+                linear.weight.copy_(torch.from_numpy(layer.W.T.copy()))
+                linear.bias.copy_(torch.from_numpy(layer.b.copy()))
+        opt = torch.optim.SGD(model.parameters(), lr=LR)
+        for s in range(0, len(Xt), BATCH):
+            xb, yb = Xt[s:s + BATCH], Yt[s:s + BATCH]
+            opt.zero_grad()
+            loss = 0.5 * ((model(xb) - yb) ** 2).sum() / len(xb)
+            loss.backward()
+            opt.step()
+        return model
+
+    benchmark.group = f"train epoch 784-16-10 batch={BATCH} {dtype}"
+    benchmark.extra_info["impl"] = "torch"
+    model = benchmark.pedantic(epoch, rounds=3, iterations=1, warmup_rounds=1)
+    with torch.inference_mode():
+        assert accuracy(model(Xt).numpy(), y) > 0.8
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sklearn(benchmark, digits, dtype):
+    pytest.importorskip("sklearn")
+    import warnings
+
+    from sklearn.neural_network import MLPClassifier
+
+    X, y = digits
+    X = X.astype(dtype)
+
+    def epoch():
+        clf = MLPClassifier(hidden_layer_sizes=(16,), activation="logistic", solver="sgd",
+                            batch_size=BATCH, learning_rate_init=0.5, momentum=0.0,
+                            shuffle=False, random_state=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            clf.partial_fit(X, y, classes=np.arange(10))
+        return clf
+
+    benchmark.group = f"train epoch 784-16-10 batch={BATCH} {dtype}"
+    benchmark.extra_info["impl"] = "sklearn"
+    clf = benchmark.pedantic(epoch, rounds=3, iterations=1, warmup_rounds=1)
+    assert clf.score(X, y) > 0.8

@@ -1,0 +1,376 @@
+"""The ``dlfr`` command, run as ``python -m dlfr`` in a subprocess on small data."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import dlfr
+from dlfr.cli import main
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Make the subprocess import this dlfr, whether it is installed or on PYTHONPATH.
+_SRC = str(Path(dlfr.__file__).resolve().parents[1])
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (_SRC, env.get("PYTHONPATH")) if p)
+    env.pop("DLFR_DEBUG", None)
+    return env
+
+
+def run(*args: str | os.PathLike[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dlfr", *map(str, args)],
+        cwd=cwd, env=_env(), capture_output=True, text=True, timeout=60,
+    )
+
+
+def assert_ok(proc: subprocess.CompletedProcess[str]) -> None:
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def assert_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    """Exit status 2 and exactly one stderr line, 'dlfr: error: ...', naming the problem."""
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("dlfr: error: "), lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Temporary files an interrupted write would leave behind."""
+    return [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Built once: a small three-class problem with 6 features and a model trained on it."""
+    folder = tmp_path_factory.mktemp("assets")
+    rng = np.random.default_rng(0)
+    X = rng.random((60, 6)).astype(np.float32)
+    y = X[:, :3].argmax(axis=1)
+    np.savez(folder / "data.npz", X=X, y=y)
+    np.save(folder / "X.npy", X)
+    np.save(folder / "y.npy", y)
+    np.savetxt(folder / "X.csv", X[:5], delimiter=",")
+    proc = run("train", "--sizes", "6,4,3", "--data", "data.npz", "--epochs", "2",
+               "--no-progress", "--out", "model.npz", cwd=folder)
+    assert_ok(proc)
+    return folder
+
+
+@pytest.fixture
+def data(tmp_path: Path, assets: Path) -> Path:
+    """data.npz (X, y), X.npy, y.npy, X.csv (5 rows) and model.npz, copied into tmp_path."""
+    for name in ("data.npz", "X.npy", "y.npy", "X.csv", "model.npz"):
+        shutil.copyfile(assets / name, tmp_path / name)
+    return tmp_path / "data.npz"
+
+
+@pytest.fixture
+def model(tmp_path: Path, data: Path) -> Path:
+    """A 6-4-3 sigmoid network trained by ``dlfr train`` on ``data``."""
+    return tmp_path / "model.npz"
+
+
+def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> None:
+    code = {np.dtype(np.uint8): 0x08}[array.dtype]
+    header = bytes([0, 0, code, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape
+    )
+    raw = header + array.tobytes()
+    path.write_bytes(gzip.compress(raw) if gz else raw)
+
+
+# -- basics -------------------------------------------------------------------------------------
+
+
+def test_help_and_version(tmp_path: Path) -> None:
+    proc = run("--help", cwd=tmp_path)
+    assert_ok(proc)
+    for command in ("demo", "info", "train", "predict", "bench", "plot"):
+        assert command in proc.stdout
+    proc = run("--version", cwd=tmp_path)
+    assert_ok(proc)
+    assert dlfr.__version__ in proc.stdout
+
+
+def test_info(tmp_path: Path) -> None:
+    proc = run("info", cwd=tmp_path)
+    assert_ok(proc)
+    assert "dlfr" in proc.stdout and "openmp" in proc.stdout
+    proc = run("info", "--json", cwd=tmp_path)
+    assert_ok(proc)
+    assert json.loads(proc.stdout)["dlfr"] == dlfr.__version__
+
+
+def test_demo_quick(tmp_path: Path) -> None:
+    proc = run("demo", "--quick", cwd=tmp_path)
+    assert_ok(proc)
+    out = proc.stdout
+    assert "4/4 correct" in out
+    # the truth table: one row per input with its target and predicted label
+    for row in ("0   0       0", "0   1       1", "1   0       1", "1   1       0"):
+        assert row in out
+    assert "test accuracy on the last 2,000 digits" in out
+    accuracy = float(out.split("digits: ")[1].split("%")[0])
+    assert accuracy > 70
+    assert "NumPy" in out
+    timing = out.split("3. Batch inference")[1]
+    assert re.search(r"^\s+1\s+[\d.]+ [mu]?s\s+[\d.]+ [mu]?s\s+[\d.]+x$", timing, re.M), timing
+    assert "epochs" in proc.stderr  # the progress bar
+
+
+# -- train ------------------------------------------------------------------------------------
+
+
+def test_train_npz_saves_a_model_and_history(tmp_path: Path, data: Path) -> None:
+    proc = run("train", "--sizes", "6,5,3", "--data", data, "--epochs", "3",
+               "--batch-size", "4", "--learning-rate", "2", "--val-split", "0.25",
+               "--history", "hist.json", "--out", "m.npz", cwd=tmp_path)
+    assert_ok(proc)
+    assert "epochs" in proc.stderr  # progress bar
+    assert "val_accuracy" in proc.stdout  # the history table
+    assert len([ln for ln in proc.stdout.splitlines() if ln.strip()[:1].isdigit()]) == 3
+    net = dlfr.Network.load(tmp_path / "m.npz")
+    assert net.sizes == [6, 5, 3]
+    saved = json.loads((tmp_path / "hist.json").read_text())
+    assert saved["sizes"] == [6, 5, 3] and saved["n_validation"] == 15
+    assert len(saved["history"]["loss"]) == 3
+    assert set(saved["history"]) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert leftovers(tmp_path) == []
+
+
+def test_train_is_reproducible_and_takes_options(tmp_path: Path, data: Path) -> None:
+    args = ["train", "--sizes", "6,4,3", "--data", "X.npy", "--labels", "y.npy", "--epochs",
+            "2", "--dtype", "float64", "--loss", "cross_entropy", "--output-activation",
+            "softmax", "--seed", "3", "--no-progress"]
+    assert_ok(run(*args, "--out", "a.npz", cwd=tmp_path))
+    assert_ok(run(*args, "--out", "b.npz", cwd=tmp_path))
+    a, b = dlfr.Network.load(tmp_path / "a.npz"), dlfr.Network.load(tmp_path / "b.npz")
+    assert a.dtype == np.float64 and a.layers[-1].activation == "softmax"
+    for la, lb in zip(a.layers, b.layers, strict=True):
+        np.testing.assert_array_equal(la.W, lb.W)
+
+
+def test_train_bundled_digits_by_default(tmp_path: Path) -> None:
+    proc = run("train", "--limit", "300", "--epochs", "1", "--no-progress", "--out", "d.npz",
+               cwd=tmp_path)
+    assert_ok(proc)
+    assert "bundled MNIST" in proc.stdout and "validating on the last 60" in proc.stdout
+    assert dlfr.Network.load(tmp_path / "d.npz").sizes == [784, 16, 10]
+
+
+def test_train_from_an_mnist_folder(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    write_idx(folder / "train-images-idx3-ubyte.gz",
+              rng.integers(0, 256, (30, 28, 28), dtype=np.uint8), gz=True)
+    write_idx(folder / "train-labels-idx1-ubyte", rng.integers(0, 10, 30, dtype=np.uint8))
+    proc = run("train", "--data", folder, "--epochs", "1", "--no-progress", "--out", "f.npz",
+               cwd=tmp_path)
+    assert_ok(proc)
+    assert "MNIST train files" in proc.stdout
+    assert (tmp_path / "f.npz").is_file()
+
+
+# -- predict ----------------------------------------------------------------------------------
+
+
+def test_predict_npy_to_file(tmp_path: Path, model: Path) -> None:
+    proc = run("predict", model, "X.npy", "--out", "labels.npy", cwd=tmp_path)
+    assert_ok(proc)
+    labels = np.load(tmp_path / "labels.npy")
+    net = dlfr.Network.load(model)
+    np.testing.assert_array_equal(labels, net.predict(np.load(tmp_path / "X.npy")))
+    assert leftovers(tmp_path) == []
+
+
+def test_predict_prints_labels_and_probabilities(tmp_path: Path, model: Path) -> None:
+    net = dlfr.Network.load(model)
+    X = np.loadtxt(tmp_path / "X.csv", delimiter=",")
+    proc = run("predict", model, "X.csv", cwd=tmp_path)
+    assert_ok(proc)
+    assert [int(v) for v in proc.stdout.split()] == net.predict(X).tolist()
+    proc = run("predict", model, "X.csv", "--proba", cwd=tmp_path)
+    assert_ok(proc)
+    proba = np.array([[float(v) for v in ln.split(",")] for ln in proc.stdout.splitlines()])
+    np.testing.assert_allclose(proba, net.forward(X), rtol=1e-4, atol=1e-6)
+
+
+def test_predict_idx_images(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, (7, 28, 28), dtype=np.uint8)
+    write_idx(tmp_path / "images-idx3-ubyte.gz", images, gz=True)
+    net = dlfr.Network([784, 8, 10], seed=0)
+    net.save(tmp_path / "digits.npz")
+    proc = run("predict", "digits.npz", "images-idx3-ubyte.gz", "--out", "p.npy", "--proba",
+               cwd=tmp_path)
+    assert_ok(proc)
+    expected = net.forward(images.reshape(7, -1).astype(np.float32) / 255)
+    np.testing.assert_allclose(np.load(tmp_path / "p.npy"), expected, rtol=1e-4, atol=1e-6)
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["predict", "missing.npz", "X.npy", "--out", "out.npy"], ["missing.npz"]),
+        (["predict", "model.npz", "missing.npy", "--out", "out.npy"], ["missing.npy"]),
+        (["predict", "model.npz", "wrong.npy", "--out", "out.npy"], ["expects 6", "has 4"]),
+        (["predict", "garbage.npz", "X.npy", "--out", "out.npy"], ["garbage.npz", "not a"]),
+        (["predict", "X.npy", "X.npy", "--out", "out.npy"], ["not a dlfr model"]),
+        (["predict", "model.npz", "X.npy", "--out", "nodir/out.npy"], ["nodir"]),
+        (["train", "--sizes", "6", "--data", "data.npz", "--out", "out.npy"], ["--sizes"]),
+        (["train", "--sizes", "6,0,3", "--data", "data.npz", "--out", "out.npy"], ["--sizes"]),
+        (["train", "--sizes", "a,b", "--data", "data.npz", "--out", "out.npy"], ["--sizes"]),
+        (["train", "--sizes", "5,4,3", "--data", "data.npz", "--out", "out.npy"],
+         ["expects 5 input features", "has 6"]),
+        (["train", "--sizes", "6,4,2", "--data", "data.npz", "--out", "out.npy"], ["label 2"]),
+        (["train", "--data", "missing.npz", "--out", "out.npy"], ["missing.npz"]),
+        (["train", "--sizes", "6,4,3", "--data", "X.npy", "--out", "out.npy"], ["--labels"]),
+        (["train", "--sizes", "6,4,3", "--data", "data.npz", "--epochs", "0",
+          "--out", "out.npy"], ["--epochs"]),
+        (["train", "--sizes", "6,4,3", "--data", "data.npz", "--loss", "hinge",
+          "--out", "out.npy"], ["--loss"]),
+        (["train", "--sizes", "6,4,3", "--data", "data.npz", "--output-activation", "softmax",
+          "--out", "out.npy"], ["cross_entropy"]),
+        (["bench", "--batch", "0", "--json", "out.npy"], ["--batch"]),
+        (["bench", "--peers", "tensorflow", "--json", "out.npy"], ["--peers"]),
+        (["plot", "spiral", "--out", "out.npy"], ["spiral"]),
+        (["plot", "history", "missing.json", "--out", "out.npy"], ["missing.json"]),
+        (["frobnicate"], ["frobnicate"]),
+        ([], ["COMMAND"]),
+    ],
+)
+def test_errors_are_one_line_and_write_nothing(
+    tmp_path: Path, model: Path, args: list[str], fragments: list[str]
+) -> None:
+    np.save(tmp_path / "wrong.npy", np.zeros((3, 4), dtype=np.float32))
+    (tmp_path / "garbage.npz").write_bytes(b"PK\x03\x04 this is not a zip archive")
+    before = set(os.listdir(tmp_path))
+    proc = run(*args, cwd=tmp_path)
+    assert_error(proc, *fragments)
+    assert "Traceback" not in proc.stderr
+    assert set(os.listdir(tmp_path)) == before  # no output file, no temporary file
+
+
+def test_main_in_process_returns_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["predict", str(tmp_path / "none.npz"), str(tmp_path / "x.npy")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("dlfr: error: ")
+
+
+# -- bench ------------------------------------------------------------------------------------
+
+
+def test_bench_table_and_json(tmp_path: Path) -> None:
+    proc = run("bench", "--sizes", "6,5,3", "--batch", "1,32", "--repeat", "3",
+               "--min-time", "0.001", "--threads", "1", "--peers", "none",
+               "--json", "bench.json", cwd=tmp_path)
+    assert_ok(proc)
+    assert "samples/s" in proc.stdout and "vs NumPy" in proc.stdout
+    result = json.loads((tmp_path / "bench.json").read_text())
+    assert result["sizes"] == [6, 5, 3] and result["threads"] == 1
+    rows = {(r["batch"], r["impl"]): r for r in result["results"]}
+    assert set(rows) == {(b, i) for b in (1, 32) for i in ("dlfr", "numpy")}
+    for (batch, _), row in rows.items():
+        assert row["samples_per_s"] == pytest.approx(batch / row["seconds_per_call"])
+        assert row["vs_numpy"] > 0
+    assert rows[(1, "numpy")]["vs_numpy"] == 1
+
+
+@pytest.mark.parametrize("peer", ["onnxruntime", "torch", "sklearn"])
+def test_bench_peer_agrees_with_dlfr(tmp_path: Path, peer: str) -> None:
+    pytest.importorskip({"sklearn": "sklearn"}.get(peer, peer))
+    if peer == "onnxruntime":
+        pytest.importorskip("onnx")
+    proc = run("bench", "--sizes", "6,5,3", "--batch", "4", "--repeat", "1",
+               "--min-time", "0.0005", "--threads", "1", "--peers", peer,
+               "--json", "bench.json", cwd=tmp_path)
+    assert_ok(proc)
+    result = json.loads((tmp_path / "bench.json").read_text())
+    assert result["skipped"] == {}
+    row = next(r for r in result["results"] if r["impl"] == peer)
+    assert "error" not in row and row["samples_per_s"] > 0
+
+
+# -- plot -------------------------------------------------------------------------------------
+
+
+def _bench_json(path: Path) -> None:
+    path.write_text(json.dumps({
+        "sizes": [784, 16, 10], "dtype": "float32", "threads": 2,
+        "results": [
+            {"batch": b, "impl": i, "samples_per_s": s, "seconds_per_call": b / s}
+            for b in (1, 256) for i, s in (("dlfr", 1e6 * b ** 0.3), ("numpy", 1e5 * b ** 0.3))
+        ],
+    }))
+
+
+@pytest.mark.parametrize("kind", ["sigmoid", "xor", "weights", "bench"])
+def test_plot_writes_png(tmp_path: Path, kind: str) -> None:
+    pytest.importorskip("matplotlib")
+    extra = []
+    if kind == "bench":
+        _bench_json(tmp_path / "bench.json")
+        extra = ["--json", "bench.json"]
+    proc = run("plot", kind, *extra, "--out", f"{kind}.png", "--dpi", "40", cwd=tmp_path)
+    assert_ok(proc)
+    assert (tmp_path / f"{kind}.png").read_bytes()[:8] == PNG_SIGNATURE
+    assert leftovers(tmp_path) == []
+
+
+def test_plot_history_from_train(tmp_path: Path, data: Path) -> None:
+    pytest.importorskip("matplotlib")
+    assert_ok(run("train", "--sizes", "6,4,3", "--data", data, "--epochs", "3",
+                  "--val-split", "0.2", "--no-progress", "--history", "h.json",
+                  "--out", "m.npz", cwd=tmp_path))
+    proc = run("plot", "history", "--history", "h.json", "--out", "h.png", "--dpi", "40",
+               cwd=tmp_path)
+    assert_ok(proc)
+    assert (tmp_path / "h.png").read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_plot_weights_of_a_saved_model(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    dlfr.Network([784, 9, 10], seed=0).save(tmp_path / "m.npz")
+    proc = run("plot", "weights", "--model", "m.npz", "--out", "w.png", "--dpi", "40",
+               cwd=tmp_path)
+    assert_ok(proc)
+    assert (tmp_path / "w.png").read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_plot_weights_needs_784_inputs(tmp_path: Path, model: Path) -> None:
+    pytest.importorskip("matplotlib")
+    proc = run("plot", "weights", "--model", model, "--out", "w.png", cwd=tmp_path)
+    assert_error(proc, "784")
+    assert not (tmp_path / "w.png").exists()
+
+
+def test_plot_without_matplotlib_says_how_to_install(tmp_path: Path) -> None:
+    code = (
+        "import sys; sys.modules['matplotlib'] = None; "
+        "from dlfr.cli import main; sys.exit(main(['plot', 'sigmoid', '--out', 'x.png']))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=_env(),
+                          capture_output=True, text=True, timeout=60)
+    assert_error(proc, 'pip install "dlfr[plot]"')
+    assert not (tmp_path / "x.png").exists()
