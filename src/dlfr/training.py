@@ -69,7 +69,9 @@ def loss_value(a: np.ndarray, Y: np.ndarray, loss: str, softmax: bool) -> float:
 def _all_finite(X: np.ndarray) -> bool:
     """No NaN or inf in X: a NaN or inf makes the sum non-finite (one cheap pass,
     no boolean temporary); only a non-finite sum needs the exact check."""
-    return bool(np.isfinite(X.sum()) or np.isfinite(X).all())
+    with np.errstate(over="ignore", invalid="ignore"):  # the sum may overflow, or be inf-inf
+        total = X.sum()
+    return bool(np.isfinite(total) or np.isfinite(X).all())
 
 
 def _check_data(net: Any, X: Any, y: Any, name_x: str, name_y: str):
