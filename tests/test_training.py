@@ -447,7 +447,8 @@ def test_mnist_digits_784_16_10():
     """The full recipe: 30 epochs, batch 10, lr 3.0, mse, float32 (about 0.3 s).
 
     Trained on the first 8,000 bundled digits, tested on the last 2,000.
-    Measured: 0.9495 test accuracy (seed 0; seeds 1-4 give 0.934-0.943).
+    Measured: 0.9395 test accuracy (seed 0; seeds 1-4 give 0.932-0.942,
+    float64 0.929-0.9425); at least 0.92 is required.
     """
     X, y = dlfr.datasets.load_mnist()
     assert X.dtype == np.float32 and X.shape == (10000, 784)
@@ -478,6 +479,8 @@ def refusals():
     nan_X[2, 1] = np.nan
     inf_X = X.copy()
     inf_X[0, 0] = -np.inf
+    both_X = inf_X.copy()
+    both_X[1, 1] = np.inf  # their sum is NaN
     return [
         case("X-y-lengths", {"y": y[:5]}, ValueError, r"X has 6 rows but y has 5"),
         case("label-too-big", {"y": [0, 1, 3, 0, 1, 2]}, ValueError, r"\by\b.*label 3"),
@@ -493,6 +496,7 @@ def refusals():
         case("X-1d", {"X": X[:, 0]}, ValueError, r"X must be 2-D"),
         case("X-nan", {"X": nan_X}, ValueError, r"X contains NaN or inf"),
         case("X-inf", {"X": inf_X}, ValueError, r"X contains NaN or inf"),
+        case("X-inf-both-signs", {"X": both_X}, ValueError, r"X contains NaN or inf"),
         case("X-complex", {"X": X.astype(complex)}, TypeError, r"\bX\b.*complex"),
         case("X-bool", {"X": X > 0.5}, TypeError, r"\bX\b.*bool"),
         case("X-object", {"X": X.astype(object)}, TypeError, r"\bX\b.*object"),
@@ -550,6 +554,16 @@ def test_refused_fit_changes_nothing(net_args, kwargs, exc, pattern, dtype):
     with pytest.raises(exc, match=pattern):
         net.fit(X, y, **kwargs)
     assert_bit_identical(net, saved)
+
+
+def test_large_finite_input_is_accepted_without_warnings():
+    """X whose sum overflows float32 is still finite: fit takes it (warnings are errors)."""
+    X = np.full((100, 2), 1e37, np.float32)
+    X[:, 1] = 0
+    y = np.arange(100) % 2
+    net = Network([2, 3, 1], seed=0)
+    history = net.fit(X, y, epochs=1, batch_size=100, learning_rate=0.1, shuffle=False)
+    assert len(history["loss"]) == 1
 
 
 # ---- progress -------------------------------------------------------------------------------
