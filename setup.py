@@ -58,7 +58,7 @@ class BuildExt(build_ext):
             compile_args += ["-O0", "-g"] if DEBUG else ["-O3"]
             # Lets masked selects vectorise; values are unchanged (this is not
             # -ffast-math: NaN, infinities and rounding stay IEEE).
-            compile_args += ["-fno-trapping-math", "-std=c11"]
+            compile_args += ["-fno-trapping-math", "-std=c11", "-ffp-contract=fast"]
             omp = (["-fopenmp"], ["-fopenmp"])
             if sys.platform == "darwin":
                 prefix = _libomp_prefix()

@@ -54,12 +54,6 @@ cdef extern from "_simd.h" nogil:
                        Py_ssize_t sa_r, Py_ssize_t sa_k, const double *B, Py_ssize_t ldb,
                        const double *bias, double *C, Py_ssize_t ldc, int accumulate,
                        double alpha)
-    void dlfr_gemm_nt_f32(Py_ssize_t m, Py_ssize_t n_out, Py_ssize_t n, const float *D,
-                          Py_ssize_t ldd, const float *W, Py_ssize_t ldw, float *C,
-                          Py_ssize_t ldc)
-    void dlfr_gemm_nt_f64(Py_ssize_t m, Py_ssize_t n_out, Py_ssize_t n, const double *D,
-                          Py_ssize_t ldd, const double *W, Py_ssize_t ldw, double *C,
-                          Py_ssize_t ldc)
     void dlfr_act_backward_f32(float *delta, const float *a, Py_ssize_t rows,
                                Py_ssize_t cols, Py_ssize_t ld, int act)
     void dlfr_act_backward_f64(double *delta, const double *a, Py_ssize_t rows,
@@ -656,13 +650,13 @@ cdef inline void _act_backward(floating *D, const floating *A, Py_ssize_t rows, 
         dlfr_act_backward_f64(D, A, rows, cols, ld, act)
 
 
-cdef inline void _gemm_nt(Py_ssize_t m, Py_ssize_t n_out, Py_ssize_t n, const floating *D,
-                          Py_ssize_t ldd, const floating *W, Py_ssize_t ldw, floating *C,
-                          Py_ssize_t ldc) noexcept nogil:
-    if floating is float:
-        dlfr_gemm_nt_f32(m, n_out, n, D, ldd, W, ldw, C, ldc)
-    else:
-        dlfr_gemm_nt_f64(m, n_out, n, D, ldd, W, ldw, C, ldc)
+cdef inline void _transpose(const floating *W, Py_ssize_t rows, Py_ssize_t cols,
+                            Py_ssize_t ldw, floating *WT, Py_ssize_t ldt) noexcept nogil:
+    """WT[j, i] = W[i, j] for i < rows, j < cols."""
+    cdef Py_ssize_t i, j
+    for i in range(rows):
+        for j in range(cols):
+            WT[j * ldt + i] = W[i * ldw + j]
 
 
 cdef inline bint _consecutive(const int64_t *idx, Py_ssize_t m) noexcept nogil:
@@ -683,6 +677,7 @@ cdef void _train_epoch(Net *net, floating *work, Py_ssize_t batch, const floatin
     cdef floating *Yb = Xb + batch * n_in
     cdef floating *A[MAX_LAYERS]
     cdef floating *D[MAX_LAYERS]
+    cdef floating *WT[MAX_LAYERS]
     cdef floating *p = Yb + batch * n_out
     cdef floating *W
     cdef floating *b
@@ -694,6 +689,9 @@ cdef void _train_epoch(Net *net, floating *work, Py_ssize_t batch, const floatin
         A[l] = p
         D[l] = p + batch * net.ld[l]
         p += 2 * batch * net.ld[l]
+    for l in range(1, L):
+        WT[l] = p  # W[l] transposed (ld[l] x ld[l-1]); padding stays zero
+        p += net.ld[l] * net.ld[l - 1]
     while s < n:
         m = min(batch, n - s)
         step = -lr / m  # the gradient is the mean over the mini-batch
@@ -719,8 +717,11 @@ cdef void _train_epoch(Net *net, floating *work, Py_ssize_t batch, const floatin
             W = <floating *>net.W[l]
             b = <floating *>net.b[l]
             if l > 0:
-                _gemm_nt(m, net.n_in[l], net.ld[l], D[l], net.ld[l], W, net.ld[l],
-                         D[l - 1], net.ld[l - 1])
+                # D[l-1] = D[l] @ W^T through a transposed copy, so the same
+                # register-blocked GEMM does it (the copy is 1/m of the update's work)
+                _transpose(W, net.n_in[l], net.n_out[l], net.ld[l], WT[l], net.ld[l - 1])
+                _gemm(m, net.ld[l - 1], net.n_out[l], D[l], net.ld[l], 1, WT[l],
+                      net.ld[l - 1], <const floating *>NULL, D[l - 1], net.ld[l - 1], 0, 1)
                 _act_backward(D[l - 1], A[l - 1], m, net.n_out[l - 1], net.ld[l - 1],
                               net.act[l - 1])
                 A_prev = A[l - 1]
@@ -752,8 +753,11 @@ cdef class Trainer:
     def __cinit__(self, list n_ins, list lds, Py_ssize_t n_targets, Py_ssize_t batch_size,
                   int itemsize):
         cdef Py_ssize_t words = batch_size * (n_ins[0] + n_targets), ld
+        cdef Py_ssize_t l
         for ld in lds:
             words += 2 * batch_size * ld
+        for l in range(1, len(lds)):
+            words += lds[l] * lds[l - 1]  # transposed weights for the backward pass
         self.work = malloc(words * itemsize + 64)
         if self.work == NULL:
             raise MemoryError("dlfr: no memory for training buffers")

@@ -126,8 +126,6 @@
     void (*gemm_##S)(ptrdiff_t, ptrdiff_t, ptrdiff_t, const REAL *, ptrdiff_t,    \
                      ptrdiff_t, const REAL *, ptrdiff_t, const REAL *, REAL *,     \
                      ptrdiff_t, int, REAL);                                       \
-    void (*gemm_nt_##S)(ptrdiff_t, ptrdiff_t, ptrdiff_t, const REAL *, ptrdiff_t,  \
-                        const REAL *, ptrdiff_t, REAL *, ptrdiff_t);              \
     void (*act_backward_##S)(REAL *, const REAL *, ptrdiff_t, ptrdiff_t, ptrdiff_t, int);
 
 struct dlfr_table {
@@ -137,7 +135,7 @@ struct dlfr_table {
 
 #define TABLE_ROW(S, T)                                                           \
     sigmoid_##S##_##T, sigmoid_prime_##S##_##T, sigmoid_backward_##S##_##T,       \
-        activate_##S##_##T, bias_act_##S##_##T, gemm_##S##_##T, gemm_nt_##S##_##T, \
+        activate_##S##_##T, bias_act_##S##_##T, gemm_##S##_##T, \
         act_backward_##S##_##T
 
 static const struct dlfr_table table_generic = {TABLE_ROW(f32, generic), TABLE_ROW(f64, generic)};
@@ -206,10 +204,6 @@ const char *dlfr_simd_name(int level)
                        const REAL *bias, REAL *C, ptrdiff_t ldc, int accumulate,    \
                        REAL alpha)                                                  \
     { table->gemm_##S(m, n, k, A, sa_r, sa_k, B, ldb, bias, C, ldc, accumulate, alpha); } \
-    void dlfr_gemm_nt_##S(ptrdiff_t m, ptrdiff_t n_out, ptrdiff_t n, const REAL *D,  \
-                          ptrdiff_t ldd, const REAL *W, ptrdiff_t ldw, REAL *C,     \
-                          ptrdiff_t ldc)                                            \
-    { table->gemm_nt_##S(m, n_out, n, D, ldd, W, ldw, C, ldc); }                    \
     void dlfr_act_backward_##S(REAL *delta, const REAL *a, ptrdiff_t rows,          \
                                ptrdiff_t cols, ptrdiff_t ld, int act)               \
     { table->act_backward_##S(delta, a, rows, cols, ld, act); }

@@ -53,11 +53,6 @@ const char *dlfr_simd_name(int level);
                        ptrdiff_t sa_r, ptrdiff_t sa_k, const REAL *B, ptrdiff_t ldb,\
                        const REAL *bias, REAL *C, ptrdiff_t ldc, int accumulate,   \
                        REAL alpha);                                                \
-    /* C[i, j] = sum_t D[i*ldd + t] * W[j*ldw + t] over t < n (n a multiple  \
-     * of DLFR_PANEL, padding zero): a delta propagated back through W^T.     */   \
-    void dlfr_gemm_nt_##S(ptrdiff_t m, ptrdiff_t n_out, ptrdiff_t n,               \
-                          const REAL *D, ptrdiff_t ldd, const REAL *W,             \
-                          ptrdiff_t ldw, REAL *C, ptrdiff_t ldc);             \
     /* delta[r, :cols] *= f'(.) of the layer's output a (row stride ld). */       \
     void dlfr_act_backward_##S(REAL *delta, const REAL *a, ptrdiff_t rows,         \
                                ptrdiff_t cols, ptrdiff_t ld, int act);

@@ -240,6 +240,8 @@ static inline void FN(micro)(ptrdiff_t rows, ptrdiff_t k, const REAL *A, ptrdiff
             if (bias && !accumulate) acc[r][v] = *(const FN(vec_u) *)(bias + v * VL);
         }
     }
+    /* unrolled so the row pointers' increments are shared by 4 steps of k */
+#pragma GCC unroll 4
     for (ptrdiff_t p = 0; p < k; p++) {
         FN(vec) bv[NV];
         for (int v = 0; v < NV; v++) bv[v] = *(const FN(vec_u) *)(B + p * ldb + v * VL);
@@ -335,24 +337,6 @@ void FN(gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t sa
 #endif
             FN(micro)(rows, k, A + i * sa_r, sa_r, sa_k, B + j, ldb, bias ? bias + j : NULL,
                       C + i * ldc + j, ldc, accumulate, alpha);
-        }
-    }
-}
-
-void FN(gemm_nt)(ptrdiff_t m, ptrdiff_t n_out, ptrdiff_t n, const REAL *D, ptrdiff_t ldd,
-                 const REAL *W, ptrdiff_t ldw, REAL *C, ptrdiff_t ldc)
-{
-    for (ptrdiff_t i = 0; i < m; i++) {
-        const REAL *d = D + i * ldd;
-        for (ptrdiff_t j = 0; j < n_out; j++) {
-            const REAL *w = W + j * ldw;
-            REAL lanes[DLFR_PANEL] = {0};
-            /* DLFR_PANEL partial sums: vectorises without reassociating */
-            for (ptrdiff_t t = 0; t < n; t += DLFR_PANEL)
-                for (int l = 0; l < DLFR_PANEL; l++) lanes[l] += d[t + l] * w[t + l];
-            REAL s = 0;
-            for (int l = 0; l < DLFR_PANEL; l++) s += lanes[l];
-            C[i * ldc + j] = s;
         }
     }
 }

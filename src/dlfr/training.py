@@ -74,7 +74,8 @@ def _all_finite(X: np.ndarray) -> bool:
     return bool(np.isfinite(total) or np.isfinite(X).all())
 
 
-def _check_data(net: Any, X: Any, y: Any, name_x: str, name_y: str):
+def _check_data(net: Any, X: Any, y: Any, name_x: str, name_y: str,
+                check_finite: bool = True):
     Xa = as_array(X, name_x, net.dtype)
     if isinstance(X, np.ndarray) and X.dtype == np.uint8:
         # raw pixels: scaled by 1/255 exactly as Network.forward reads them,
@@ -91,7 +92,7 @@ def _check_data(net: Any, X: Any, y: Any, name_x: str, name_y: str):
         raise ValueError(f"{name_x} has {len(Xa)} rows but {name_y} has {len(Y)}")
     if len(Xa) == 0:
         raise ValueError(f"{name_x} and {name_y} are empty: there is nothing to train on")
-    if not _all_finite(Xa):
+    if check_finite and not _all_finite(Xa):
         raise ValueError(f"{name_x} contains NaN or inf")
     return Xa, Y
 
@@ -128,7 +129,9 @@ def fit(net: Any, X: Any, y: Any, *, epochs: int, batch_size: int, learning_rate
                          f"this network's output activation is {acts[-1]!r}")
     if loss == "mse" and softmax:
         raise ValueError("a softmax output trains with loss='cross_entropy', not 'mse'")
-    Xa, Y = _check_data(net, X, y, "X", "y")
+    # X's finiteness is checked by the training itself (see _refuse_non_finite):
+    # a separate pass over a large X would cost a sizeable part of an epoch.
+    Xa, Y = _check_data(net, X, y, "X", "y", check_finite=False)
     val = None
     if validation_data is not None:
         try:
@@ -149,12 +152,15 @@ def fit(net: Any, X: Any, y: Any, *, epochs: int, batch_size: int, learning_rate
     if val is not None:
         history.update(val_loss=[], val_accuracy=[])
     weights, biases, n_outs, acts_codes = net._kernel_args
+    start = [p.copy() for p in weights + biases]
     order = np.arange(n, dtype=np.int64)
-    for _ in progress:
+    for epoch in progress:
         if shuffle:
             order = rng.permutation(n).astype(np.int64)
         total, hits = trainer.epoch(weights, biases, n_outs, acts_codes, Xa, Y, order, lr,
                                     loss_code)
+        if not (np.isfinite(total) and all(np.isfinite(p).all() for p in weights + biases)):
+            _refuse_non_finite(Xa, weights + biases, start, epoch)
         history["loss"].append(total / n)
         history["accuracy"].append(hits / n)
         if val is not None:
@@ -164,6 +170,24 @@ def fit(net: Any, X: Any, y: Any, *, epochs: int, batch_size: int, learning_rate
         if verbose:
             progress.set_postfix({k: f"{v[-1]:.4f}" for k, v in history.items()})
     return history
+
+
+def _refuse_non_finite(X: np.ndarray, params: list[np.ndarray], start: list[np.ndarray],
+                       epoch: int) -> None:
+    """Put the weights back as they were before fit and say why training stopped.
+
+    A NaN or inf anywhere in X always reaches the weights in the first epoch
+    (every row takes part, and inf * delta is inf or NaN), so checking the
+    weights after each epoch catches bad data without a pass of its own.
+    """
+    for p, p0 in zip(params, start):
+        p[...] = p0
+    if not np.isfinite(X).all():
+        raise ValueError("X contains NaN or inf")
+    raise ValueError(
+        f"training diverged in epoch {epoch + 1}: the weights became NaN or inf; "
+        "try a smaller learning_rate (the network's weights are as before fit)"
+    )
 
 
 def _progress(epochs: int, verbose: bool) -> Any:
