@@ -26,12 +26,14 @@ from typing import IO, Any
 
 import numpy as np
 
+from . import peers
+
 PROG = "dlfr"
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "identity")
 OUTPUT_ACTIVATIONS = ("sigmoid", "tanh", "relu", "identity", "softmax")
 LOSSES = ("mse", "cross_entropy")
 DTYPES = ("float32", "float64")
-PEERS = ("onnxruntime", "torch", "sklearn")
+PEERS = tuple(peers.RUNNERS)
 PLOT_KINDS = ("sigmoid", "xor", "weights", "history", "bench")
 PLOT_INSTALL_HINT = 'pip install "dlfr[plot]"'
 
@@ -316,19 +318,6 @@ def _train_digits(n_train: int, epochs: int, verbose: bool) -> Any:
     return net, X, y, time.perf_counter() - start
 
 
-def _numpy_forward(Ws: Sequence[np.ndarray], bs: Sequence[np.ndarray]) -> Callable:
-    """The plain NumPy expression: per layer 1 / (1 + exp(-(X @ W + b)))."""
-
-    def forward(X: np.ndarray) -> np.ndarray:
-        a = X
-        with np.errstate(over="ignore"):  # exp(-z) overflowing to inf gives the right 0
-            for W, b in zip(Ws, bs, strict=True):
-                a = 1 / (1 + np.exp(-(a @ W + b)))
-        return a
-
-    return forward
-
-
 def _best_of(fn: Callable[[], Any], runs: int) -> float:
     fn()  # warm up
     best = math.inf
@@ -380,7 +369,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from . import _kernels
 
     print(f"3. Batch inference: labels of all {len(Xd):,} digits (best of {runs} runs)")
-    numpy_forward = _numpy_forward(
+    numpy_forward = peers.numpy_forward(
         [np.ascontiguousarray(layer.W) for layer in net.layers],
         [layer.b.copy() for layer in net.layers],
     )
@@ -494,82 +483,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 # -- bench ----------------------------------------------------------------------------------
 
 
-def _onnx_runner(Ws: list, bs: list, threads: int) -> Callable:
-    import onnx
-    import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
-
-    elem = TensorProto.FLOAT if Ws[0].dtype == np.float32 else TensorProto.DOUBLE
-    nodes, inits, prev = [], [], "X"
-    for i, (W, b) in enumerate(zip(Ws, bs, strict=True)):
-        inits += [numpy_helper.from_array(W, f"W{i}"), numpy_helper.from_array(b, f"b{i}")]
-        nodes += [
-            helper.make_node("MatMul", [prev, f"W{i}"], [f"z{i}"]),
-            helper.make_node("Add", [f"z{i}", f"b{i}"], [f"s{i}"]),
-            helper.make_node("Sigmoid", [f"s{i}"], [f"a{i}"]),
-        ]
-        prev = f"a{i}"
-    graph = helper.make_graph(
-        nodes, "dlfr_mlp",
-        [helper.make_tensor_value_info("X", elem, ["batch", Ws[0].shape[0]])],
-        [helper.make_tensor_value_info(prev, elem, ["batch", Ws[-1].shape[1]])],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(
-        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
-    return lambda X: session.run(None, {"X": X})[0]
-
-
-def _torch_runner(Ws: list, bs: list, threads: int) -> Callable:
-    import torch
-
-    torch.set_num_threads(threads)
-    dtype = torch.float32 if Ws[0].dtype == np.float32 else torch.float64
-    layers: list[Any] = []
-    for W, b in zip(Ws, bs, strict=True):
-        linear = torch.nn.Linear(W.shape[0], W.shape[1], dtype=dtype)
-        with torch.no_grad():
-            linear.weight.copy_(torch.from_numpy(np.ascontiguousarray(W.T)))
-            linear.bias.copy_(torch.from_numpy(b))
-        layers += [linear, torch.nn.Sigmoid()]
-    model = torch.nn.Sequential(*layers).eval()
-
-    def run(X: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return model(torch.from_numpy(X)).numpy()
-
-    return run
-
-
-def _sklearn_runner(Ws: list, bs: list, threads: int) -> Callable:
-    from sklearn.neural_network import MLPClassifier
-    from sklearn.preprocessing import LabelBinarizer
-
-    n_out = Ws[-1].shape[1]
-    # A fitted-looking classifier with logistic hidden and output layers.
-    model = MLPClassifier(hidden_layer_sizes=tuple(W.shape[1] for W in Ws[:-1]),
-                          activation="logistic")
-    model.coefs_, model.intercepts_ = list(Ws), list(bs)
-    model.n_layers_, model.n_outputs_ = len(Ws) + 1, n_out
-    model.out_activation_ = "logistic"
-    model.n_features_in_ = Ws[0].shape[0]
-    model.classes_ = np.arange(max(n_out, 2))
-    model._label_binarizer = LabelBinarizer().fit(model.classes_)
-
-    def run(X: np.ndarray) -> np.ndarray:
-        return model.predict_proba(X).reshape(len(X), n_out)
-
-    return run
-
-
-_PEER_RUNNERS = {"onnxruntime": _onnx_runner, "torch": _torch_runner, "sklearn": _sklearn_runner}
 
 
 def _time_call(fn: Callable, X: np.ndarray, repeat: int, min_time: float) -> float:
@@ -605,12 +518,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     bs = [layer.b.copy() for layer in net.layers]
     impls: dict[str, Callable] = {
         "dlfr": lambda X: net.forward(X, n_threads=threads),
-        "numpy": _numpy_forward(Ws, bs),
+        "numpy": peers.numpy_forward(Ws, bs),
     }
     skipped: dict[str, str] = {}
     for name in args.peers:
         try:
-            impls[name] = _PEER_RUNNERS[name](Ws, bs, threads)
+            impls[name] = peers.RUNNERS[name](Ws, bs, threads)
         except ImportError as exc:
             skipped[name] = f"not installed ({exc.name or exc})"
         except Exception as exc:  # a peer that cannot build the model is skipped, not fatal
