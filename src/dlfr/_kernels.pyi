@@ -31,16 +31,13 @@ def sigmoid_backward(grad: _Float, a: _Float, out: _Float) -> None: ...
 def softmax_rows(y: _Float) -> None: ...
 def dense(X: _Float, W: _Float, b: _Float, out: _Float, act: int) -> None: ...
 def dense_fast(X: object, W: object, b: object, out: object, act: int) -> _Float | None: ...
-def forward(
-    weights: list[_Float],
-    biases: list[_Float],
-    n_outs: list[int],
-    acts: list[int],
-    X: object,
-    out: object,
-    n_threads: int,
-    scale: float = 1.0,
-) -> _Float: ...
+@disjoint_base
+class Engine:
+    dtype: np.dtype
+    def __new__(
+        cls, weights: list[_Float], biases: list[_Float], n_outs: list[int], acts: list[int]
+    ) -> Engine: ...
+    def run(self, X: object, n_threads: int | None = None, scale: float = 1.0) -> _Float | None: ...
 
 @disjoint_base
 class Trainer:

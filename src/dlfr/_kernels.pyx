@@ -338,15 +338,8 @@ cdef void _release_some(Py_buffer *a, Py_buffer *b, Py_buffer *c, int held) noex
         PyBuffer_Release(c)
 
 
-cdef object _np_empty = None
-
-
 cdef object _empty_like_rows(object W, Py_ssize_t n, Py_ssize_t n_out):
-    global _np_empty
-    if _np_empty is None:
-        import numpy
-        _np_empty = numpy.empty
-    return _np_empty((n, n_out), dtype=W.dtype)
+    return _empty((n, n_out), W.dtype)
 
 
 # ---- CPU dispatch: the best SIMD level, unless DLFR_SIMD asks for less ----
@@ -545,50 +538,100 @@ cdef extern from "_omp.h" nogil:
     int omp_get_thread_num()
 
 
-def forward(list weights, list biases, list n_outs, list acts, object X, object out,
-            int n_threads, double scale=1.0):
-    """out = the network applied to X (rows), with the GIL released.
+cdef object _numpy_empty = None
 
-    X: C-contiguous (n, n_in) float32/float64 of the weights' dtype, or uint8
-    (then multiplied by ``scale`` as it is read). out: C-contiguous writeable
-    (n, n_out) of the weights' dtype. The caller (dlfr.network) has checked
-    shapes and dtypes; a mismatch here is a bug and raises.
+
+cdef object _empty(tuple shape, object dtype):
+    global _numpy_empty
+    if _numpy_empty is None:
+        import numpy
+        _numpy_empty = numpy.empty
+    return _numpy_empty(shape, dtype=dtype)
+
+
+cdef class Engine:
+    """A network's forward pass, ready to run: the layer buffers are taken once.
+
+    Holds a buffer on each layer's padded weight and bias arrays (they are
+    written in place, never reallocated, so the pointers stay valid and every
+    change to the weights is seen), so a call only has to look at X.
     """
     cdef Net net
     cdef Py_buffer views[2 * MAX_LAYERS]
-    cdef Py_buffer xv, ov
-    cdef int got_x = 0, got_o = 0, is_u8, is_f32, held = 0
-    cdef Py_ssize_t n
-    try:
-        _describe(&net, weights, biases, n_outs, acts, views, &held, 0)
-        PyObject_GetBuffer(X, &xv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-        got_x = 1
-        PyObject_GetBuffer(out, &ov, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE)
-        got_o = 1
-        is_f32 = views[0].itemsize == 4
-        is_u8 = xv.itemsize == 1
-        n = xv.shape[0]
-        if (xv.ndim != 2 or xv.shape[1] != net.n_in[0] or ov.ndim != 2 or ov.shape[0] != n
-                or ov.shape[1] != net.n_out[net.n_layers - 1]
-                or ov.itemsize != views[0].itemsize
-                or not (is_u8 or xv.itemsize == views[0].itemsize)):
-            raise ValueError("dlfr._kernels.forward: arrays do not match the network")
-        if n == 0:
+    cdef int held
+    cdef readonly object dtype
+    cdef Py_ssize_t itemsize
+
+    def __cinit__(self, list weights, list biases, list n_outs, list acts):
+        self.held = 0
+        _describe(&self.net, weights, biases, n_outs, acts, self.views, &self.held, 0)
+        self.dtype = weights[0].dtype
+        self.itemsize = self.views[0].itemsize
+
+    def __dealloc__(self):
+        _release(self.views, self.held)
+
+    def __reduce__(self):
+        raise TypeError("an Engine is rebuilt from its network, never pickled")
+
+    def run(self, object X, object n_threads=None, double scale=1.0):
+        """The output activations for X, or None when X is not ready as it is.
+
+        Ready means a C-contiguous 2-D array of the network's dtype (or uint8,
+        read times ``scale``) with the right number of columns; anything else
+        returns None and the caller converts it or raises the error.
+        ``n_threads``: None for every core; batches below PARALLEL_MIN_ROWS
+        stay on one thread.
+        """
+        cdef Py_buffer xv, ov
+        cdef int threads, is_u8
+        cdef Py_ssize_t n
+        cdef object out
+        try:
+            PyObject_GetBuffer(X, &xv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+        except Exception:
+            return None
+        try:
+            is_u8 = xv.itemsize == 1 and xv.format != NULL and xv.format[0] == b'B' and xv.format[1] == 0
+            if (xv.ndim != 2 or xv.shape[1] != self.net.n_in[0]
+                    or not (is_u8 or _is_real(&xv, self.itemsize))):
+                return None
+            threads = _thread_count(n_threads)
+            n = xv.shape[0]
+            if n < PARALLEL_MIN_ROWS_ or self.net.wide:
+                threads = 1  # wide layers: BLAS threads them; one threading runtime per call
+            out = _empty((n, self.net.n_out[self.net.n_layers - 1]), self.dtype)
+            if n == 0:
+                return out
+            PyObject_GetBuffer(out, &ov, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)
+            try:
+                with nogil:
+                    if self.itemsize == 4:
+                        _forward(&self.net, n, xv.buf, is_u8, <float>scale, <float *>ov.buf,
+                                 threads)
+                    else:
+                        _forward(&self.net, n, xv.buf, is_u8, <double>scale, <double *>ov.buf,
+                                 threads)
+            finally:
+                PyBuffer_Release(&ov)
             return out
-        if net.wide:
-            n_threads = 1  # BLAS threads the wide layers; one threading runtime per call
-        with nogil:
-            if is_f32:
-                _forward(&net, n, xv.buf, is_u8, <float>scale, <float *>ov.buf, n_threads)
-            else:
-                _forward(&net, n, xv.buf, is_u8, <double>scale, <double *>ov.buf, n_threads)
-    finally:
-        _release(views, held)
-        if got_x:
+        finally:
             PyBuffer_Release(&xv)
-        if got_o:
-            PyBuffer_Release(&ov)
-    return out
+
+
+from operator import index as _index
+
+
+cdef int _thread_count(object n_threads) except -1:
+    if n_threads is None:
+        return omp_get_max_threads()
+    try:
+        value = 0 if isinstance(n_threads, bool) else _index(n_threads)
+    except TypeError:
+        value = 0
+    if value >= 1:
+        return min(value, 1 << 16)
+    raise ValueError(f"n_threads must be None or a positive integer; got {n_threads!r}")
 
 
 # ---- training: one epoch of mini-batch SGD per call ----

@@ -13,6 +13,8 @@ from ._validation import as_array, check_ndim, real_dtype
 from .layers import Dense
 
 _U8 = np.dtype(np.uint8)
+#: uint8 input is read as pixels: value / 255 (ignored for float input)
+_U8_SCALE = 1.0 / 255.0
 
 
 class Network:
@@ -94,6 +96,7 @@ class Network:
             [layer.n_out for layer in self.layers],
             [layer._act for layer in self.layers],
         )
+        self._engine = _kernels.Engine(*self._kernel_args)
 
     # -- description --------------------------------------------------------
     @property
@@ -145,16 +148,20 @@ class Network:
         e.g. raw pixels, which the first layer reads directly, multiplied by
         ``scale`` (default 1/255 for uint8), with no float copy of X.
         ``n_threads``: None uses every core; small batches stay on one thread.
+        The GIL is released while the network runs.
         """
+        if scale is None:
+            out = self._engine.run(X, n_threads, _U8_SCALE)  # ready arrays: no Python checks
+            if out is not None:
+                return out
         X = self._input(X)
         if scale is None:
-            scale = 1.0 / 255.0 if X.dtype is _U8 else 1.0
+            scale = _U8_SCALE
         elif X.dtype is not _U8:
             raise ValueError("scale applies to uint8 input only; scale floats before passing them")
-        n = X.shape[0]
-        out = np.empty((n, self.layers[-1].n_out), dtype=self.dtype)
-        threads = _threads(n_threads, n)
-        _kernels.forward(*self._kernel_args, X, out, threads, scale)
+        out = self._engine.run(X, n_threads, float(scale))
+        if out is None:  # _input returns only arrays the engine takes
+            raise RuntimeError("dlfr: the engine refused a checked input (a bug: please report)")
         return out
 
     __call__ = forward
@@ -225,17 +232,6 @@ class Network:
         from ._convert import from_torch
 
         return from_torch(cls, module)
-
-
-def _threads(n_threads: int | None, n_rows: int) -> int:
-    if n_threads is None:
-        threads = _kernels.max_threads()
-    elif (isinstance(n_threads, numbers.Integral) and not isinstance(n_threads, bool)
-          and n_threads >= 1):
-        threads = int(n_threads)
-    else:
-        raise ValueError(f"n_threads must be None or a positive integer; got {n_threads!r}")
-    return 1 if n_rows < _kernels.PARALLEL_MIN_ROWS else threads
 
 
 def _labels(y: Any, n_out: int) -> np.ndarray:
