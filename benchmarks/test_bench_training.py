@@ -42,7 +42,7 @@ def numpy_epoch(Ws, bs, X, Y):
     for s in range(0, len(X), BATCH):
         xb, yb = X[s:s + BATCH], Y[s:s + BATCH]
         acts = [xb]
-        for W, b in zip(Ws, bs):
+        for W, b in zip(Ws, bs, strict=True):
             acts.append(1 / (1 + np.exp(-(acts[-1] @ W + b))))
         delta = (acts[-1] - yb) * acts[-1] * (1 - acts[-1])
         step = LR / len(xb)
@@ -73,7 +73,7 @@ def test_numpy(benchmark, digits, dtype):
         rounds=5, iterations=1, warmup_rounds=1,
     )
     a = X
-    for W, b in zip(Ws, bs):
+    for W, b in zip(Ws, bs, strict=True):
         a = 1 / (1 + np.exp(-(a @ W + b)))
     assert accuracy(a, y) > 0.8
 
@@ -96,7 +96,7 @@ def test_dlfr(benchmark, digits, dtype):
     Ws, bs = numpy_epoch([layer.W.copy() for layer in start.layers],
                          [layer.b.copy() for layer in start.layers], X, Y)
     tol = 2e-3 if dtype == "float32" else 1e-9
-    for layer, W, b in zip(net.layers, Ws, bs):
+    for layer, W, b in zip(net.layers, Ws, bs, strict=True):
         np.testing.assert_allclose(layer.W, W, atol=tol, rtol=tol)
         np.testing.assert_allclose(layer.b, b, atol=tol, rtol=tol)
 
@@ -114,7 +114,7 @@ def test_torch(benchmark, digits, dtype):
         model = torch.nn.Sequential(torch.nn.Linear(784, 16), torch.nn.Sigmoid(),
                                     torch.nn.Linear(16, 10), torch.nn.Sigmoid()).to(tdtype)
         with torch.no_grad():
-            for linear, layer in zip((model[0], model[2]), start.layers):
+            for linear, layer in zip((model[0], model[2]), start.layers, strict=True):
                 linear.weight.copy_(torch.from_numpy(layer.W.T.copy()))
                 linear.bias.copy_(torch.from_numpy(layer.b.copy()))
         opt = torch.optim.SGD(model.parameters(), lr=LR)

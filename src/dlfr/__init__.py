@@ -6,8 +6,11 @@ The compiled module is required: if it does not import, neither does dlfr
 
 from __future__ import annotations
 
-from . import _kernels  # noqa: F401  (fails loudly when the extension is missing)
-from . import datasets, kernels
+from . import (
+    _kernels,  # noqa: F401  (fails loudly when the extension is missing)
+    datasets,
+    kernels,
+)
 from ._config import show_config
 from .layers import Dense
 from .network import Network

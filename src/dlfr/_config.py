@@ -63,7 +63,8 @@ def show_config(mode: str = "stdout") -> dict[str, Any] | None:
     for key, value in info.items():
         if key == "thread_pools":
             for lib in value:
-                print(f"{'thread pool':<{width}} : " + ", ".join(f"{k}={v}" for k, v in lib.items()))
+                pool = ", ".join(f"{k}={v}" for k, v in lib.items())
+                print(f"{'thread pool':<{width}} : {pool}")
         else:
             print(f"{key:<{width}} : {value}")
     return None

@@ -15,7 +15,8 @@ import numpy as np
 
 from . import _kernels
 from ._validation import F32, F64, as_array, check_ndim, out_array
-from .activations import ACTIVATIONS, CODES as _CODES, code
+from .activations import ACTIVATIONS, code
+from .activations import CODES as _CODES
 
 __all__ = [
     "ACTIVATIONS", "dense", "identity", "relu", "sigmoid", "sigmoid_backward",

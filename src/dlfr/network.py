@@ -56,7 +56,7 @@ class Network:
                 raise ValueError(
                     f"layers must share one dtype; got {sorted(d.name for d in dtypes)}"
                 )
-            for i, (a, b) in enumerate(zip(layers, layers[1:])):
+            for i, (a, b) in enumerate(zip(layers, layers[1:], strict=False)):
                 if a.n_out != b.n_in:
                     raise ValueError(
                         f"layers do not chain: layer {i} has {a.n_out} outputs but layer "
@@ -80,7 +80,7 @@ class Network:
                     activation=(output_activation or activation) if i == last else activation,
                     dtype=dt, seed=rng,
                 )
-                for i, (n_in, n_out) in enumerate(zip(items, items[1:]))
+                for i, (n_in, n_out) in enumerate(zip(items, items[1:], strict=False))
             ]
         if len(layers) > _kernels.MAX_NETWORK_LAYERS:
             raise ValueError(
@@ -141,7 +141,9 @@ class Network:
             )
         return X
 
-    def forward(self, X: Any, n_threads: int | None = None, scale: float | None = None) -> np.ndarray:
+    def forward(
+        self, X: Any, n_threads: int | None = None, scale: float | None = None
+    ) -> np.ndarray:
         """Output activations for each row of X, shape (n_samples, n_out).
 
         X may be any real array (converted to the network's dtype) or uint8,

@@ -180,7 +180,7 @@ def _refuse_non_finite(X: np.ndarray, params: list[np.ndarray], start: list[np.n
     (every row takes part, and inf * delta is inf or NaN), so checking the
     weights after each epoch catches bad data without a pass of its own.
     """
-    for p, p0 in zip(params, start):
+    for p, p0 in zip(params, start, strict=True):
         p[...] = p0
     if not np.isfinite(X).all():
         raise ValueError("X contains NaN or inf")
