@@ -332,6 +332,26 @@ def test_threads_agree(sizes, dtype):
     assert np.array_equal(net.predict(X, n_threads=2), net.predict(X, n_threads=1))
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("sizes", [[784, 16, 10], [30, 40, 3], [20, 17, 1]], ids=arch_id)
+def test_results_do_not_depend_on_batching(sizes, dtype):
+    """Each row's outputs are bit-identical however the rows are batched.
+
+    Narrow layers compute every output element with the same arithmetic
+    whichever register block its row falls in, so one row alone, a chunk
+    of odd size, two threads or the whole batch all agree exactly (what
+    makes dlfr.dask's predictions equal the in-memory ones).
+    """
+    net = Network(sizes, dtype=dtype, seed=0)
+    X = random_input(4099, sizes[0], dtype)
+    whole = net.forward(X, n_threads=1)
+    assert np.array_equal(net.forward(X, n_threads=2), whole)
+    for start, stop in [(0, 1), (1, 8), (8, 37), (37, 1000), (1000, 4099)]:
+        assert np.array_equal(net.forward(X[start:stop]), whole[start:stop])
+    for row in (0, 5, 4098):
+        assert np.array_equal(net.forward(X[row:row + 1]), whole[row:row + 1])
+
+
 @pytest.mark.parametrize("n_threads", [0, -1, 1.5, "2", True])
 def test_bad_n_threads(n_threads):
     net = Network([3, 2], seed=0)

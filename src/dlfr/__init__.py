@@ -6,7 +6,15 @@ The compiled module is required: if it does not import, neither does dlfr
 
 from __future__ import annotations
 
-from . import (
+import os
+
+# OpenMP workers sleep as soon as a parallel region ends instead of spinning
+# for a while (libgomp's default): no core is left busy after a call returns,
+# and the workers do not fight other processes for the cores. Read once, when
+# the OpenMP runtime loads; a value set by the user is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from . import (  # noqa: E402
     _kernels,  # noqa: F401  (fails loudly when the extension is missing)
     datasets,
     kernels,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 from typing import Any
@@ -46,6 +47,7 @@ def config_info() -> dict[str, Any]:
         "compile_flags": build["flags"],
         "openmp": build["openmp"],
         "threads": build["max_threads"],
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(libgomp default)"),
         "simd_supported": build["simd_supported"],
         "simd_in_use": build["simd_in_use"],
         "thread_pools": blas,

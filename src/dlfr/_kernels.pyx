@@ -231,10 +231,12 @@ cdef void _dense(const floating *X, const floating *W, const floating *b, floati
     register-blocked GEMM with the bias folded into the accumulators; every
     other shape goes to BLAS (sgemm/dgemm).
     """
+    cdef Py_ssize_t r
     if n == 0 or n_out == 0:
         return
-    if n_in == 0:
-        _gemm(n, n_out, 0, X, 0, 1, W, n_out, b, out, n_out, 0, 1)
+    if n_in == 0:  # no inputs: each row is act(b)
+        for r in range(n):
+            memcpy(&out[r * n_out], b, n_out * sizeof(floating))
         _bias_act(out, n, n_out, n_out, <const floating *>NULL, act)
     elif n_out % DLFR_PANEL == 0 and n_out <= NARROW_MAX_:
         _gemm(n, n_out, n_in, X, n_in, 1, W, n_out, b, out, n_out, 0, 1)
@@ -382,8 +384,9 @@ cdef enum:
     # Rows per chunk of the forward pass: one chunk's activations stay in
     # cache through every layer.
     CHUNK_ROWS = 128
-    # Below this many rows a forward pass stays on one thread.
-    PARALLEL_MIN_ROWS_ = 512
+    # Below this many rows a forward pass stays on one thread: waking the
+    # sleeping OpenMP workers (passive wait) costs more than they save.
+    PARALLEL_MIN_ROWS_ = 2048
 
 PARALLEL_MIN_ROWS = PARALLEL_MIN_ROWS_
 # The most layers one compiled call takes (dlfr.Network refuses more).
@@ -452,12 +455,15 @@ cdef void _layer(Net *net, int l, Py_ssize_t rows, const floating *A, Py_ssize_t
     cdef Py_ssize_t ld = net.ld[l], n_in = net.n_in[l]
     cdef const floating *W = <const floating *>net.W[l]
     cdef const floating *b = <const floating *>net.b[l]
+    # Activate whole padded rows (one contiguous vectorised pass, padding
+    # included) unless softmax, whose sum must see the real columns only.
+    cdef Py_ssize_t cols = net.n_out[l] if net.act[l] == DLFR_SOFTMAX else ld
     if net.n_out[l] <= NARROW_MAX_ or n_in == 0:
         _gemm(rows, ld, n_in, A, lda, 1, W, ld, b, C, ld, 0, 1)
-        _bias_act(C, rows, net.n_out[l], ld, <const floating *>NULL, net.act[l])
+        _bias_act(C, rows, cols, ld, <const floating *>NULL, net.act[l])
     else:
         _blas_gemm_rowmajor(rows, ld, n_in, A, lda, W, ld, C, ld, 0)
-        _bias_act(C, rows, net.n_out[l], ld, b, net.act[l])
+        _bias_act(C, rows, cols, ld, b, net.act[l])
 
 
 cdef void _forward_chunk(Net *net, Py_ssize_t rows, const floating *X, Py_ssize_t ldx,

@@ -215,134 +215,131 @@ void FN(act_backward)(REAL *delta, const REAL *a, ptrdiff_t rows, ptrdiff_t cols
     }
 }
 
-/* ---- GEMM: register-blocked, DLFR_PANEL output columns at a time ---- */
+/* ---- GEMM: register-blocked, DLFR_PANEL output columns at a time ----
+ *
+ * Batch invariance: every output element is the same arithmetic whatever
+ * block its row falls in (and so whatever the batch size or how rows were
+ * split into chunks, threads or dask blocks): bias + a fixed tree over S
+ * partial sums, partial s taking the products p = s, s + S, s + 2S, ...
+ * in order. Blocks differ only in how many rows share a load of B. S > 1
+ * also gives a single row S independent FMA chains, so batch 1 is not
+ * bound by the FMA latency.
+ */
 
 #if VBYTES > 0
 typedef REAL FN(vec) __attribute__((vector_size(VBYTES)));
 typedef REAL FN(vec_u) __attribute__((vector_size(VBYTES), aligned(sizeof(REAL))));
 #define VL ((ptrdiff_t)(VBYTES / sizeof(REAL)))
-#define NV (DLFR_PANEL / VL)
-/* rows per block: 8 accumulator vectors in every configuration */
-#define MR (8 / NV > 0 ? 8 / NV : 1)
+#define NV (DLFR_PANEL / VL)              /* vectors per panel row */
+#define SPLIT (4 / NV > 0 ? 4 / NV : 1)   /* partial sums per element */
+/* accumulators: 24 of AVX-512's 32 registers, 12 of the 16 elsewhere */
+#define ACC_REGS (VBYTES == 64 ? 24 : 12)
+#define MR (ACC_REGS / (SPLIT * NV) > 0 ? ACC_REGS / (SPLIT * NV) : 1)
 
-/* C rows [0, rows) x one panel.  A row i starts at A + i*sa_r, steps sa_k. */
-static inline void FN(micro)(ptrdiff_t rows, ptrdiff_t k, const REAL *A, ptrdiff_t sa_r,
-                             ptrdiff_t sa_k, const REAL *B, ptrdiff_t ldb, const REAL *bias,
-                             REAL *C, ptrdiff_t ldc, int accumulate, REAL alpha)
+/* C rows [0, R) x one panel. A row i starts at A + i*sa_r, steps sa_k.
+ * Always inlined into the fixed-R wrappers below, so acc stays in registers. */
+static inline __attribute__((always_inline)) void FN(micro)(
+    const int R, ptrdiff_t k, const REAL *A, ptrdiff_t sa_r, ptrdiff_t sa_k, const REAL *B,
+    ptrdiff_t ldb, const REAL *bias, REAL *C, ptrdiff_t ldc, int accumulate, REAL alpha)
 {
-    FN(vec) acc[MR][NV];
+    FN(vec) acc[MR][SPLIT][NV];
     const REAL *a[MR];
-    for (int r = 0; r < MR; r++) {
-        /* a short block repeats its last row: valid reads, results not stored */
-        a[r] = A + (r < rows ? r : rows - 1) * sa_r;
-        for (int v = 0; v < NV; v++) {
-            acc[r][v] = (FN(vec)){0};
-            if (bias && !accumulate) acc[r][v] = *(const FN(vec_u) *)(bias + v * VL);
-        }
+    for (int r = 0; r < R; r++) {
+        a[r] = A + r * sa_r;
+        for (int t = 0; t < SPLIT; t++)
+            for (int v = 0; v < NV; v++) acc[r][t][v] = (FN(vec)){0};
     }
-    /* unrolled so the row pointers' increments are shared by 4 steps of k */
-#pragma GCC unroll 4
-    for (ptrdiff_t p = 0; p < k; p++) {
-        FN(vec) bv[NV];
-        for (int v = 0; v < NV; v++) bv[v] = *(const FN(vec_u) *)(B + p * ldb + v * VL);
-        for (int r = 0; r < MR; r++) {
-            REAL s = a[r][p * sa_k];
-            for (int v = 0; v < NV; v++) acc[r][v] += s * bv[v];
+    ptrdiff_t p = 0;
+    for (; p + SPLIT <= k; p += SPLIT)
+        for (int t = 0; t < SPLIT; t++) {
+            FN(vec) bv[NV];
+            for (int v = 0; v < NV; v++)
+                bv[v] = *(const FN(vec_u) *)(B + (p + t) * ldb + v * VL);
+            for (int r = 0; r < R; r++) {
+                REAL x = a[r][(p + t) * sa_k];
+                for (int v = 0; v < NV; v++) acc[r][t][v] += x * bv[v];
+            }
         }
-    }
-    for (int r = 0; r < MR; r++) {
-        if (r >= rows) break;
+    for (int t = 0; p < k; p++, t++) /* k % SPLIT leftover products */
+        for (int r = 0; r < R; r++) {
+            REAL x = a[r][p * sa_k];
+            for (int v = 0; v < NV; v++)
+                acc[r][t][v] += x * *(const FN(vec_u) *)(B + p * ldb + v * VL);
+        }
+    for (int r = 0; r < R; r++)
         for (int v = 0; v < NV; v++) {
+            FN(vec) sum = acc[r][0][v]; /* the fixed tree over the partial sums */
+            if (SPLIT == 4)
+                sum = (acc[r][0][v] + acc[r][1][v]) + (acc[r][2][v] + acc[r][3][v]);
+            else if (SPLIT == 2)
+                sum = acc[r][0][v] + acc[r][1][v];
             FN(vec_u) *c = (FN(vec_u) *)(C + r * ldc + v * VL);
             if (accumulate)
-                *c += alpha * acc[r][v];
+                *c += alpha * sum;
             else
-                *c = acc[r][v];
+                *c = bias ? sum + *(const FN(vec_u) *)(bias + v * VL) : sum;
         }
-    }
 }
 
-/* One row x one panel, for the rows left over after the MR-row blocks (and
- * batch 1): eight independent accumulators over k hide the FMA latency that
- * a single chain would wait on. */
-static inline void FN(row1)(ptrdiff_t k, const REAL *a, ptrdiff_t sa_k, const REAL *B,
-                            ptrdiff_t ldb, const REAL *bias, REAL *C, int accumulate, REAL alpha)
-{
-    enum { U = 8 };
-    FN(vec) acc[U][NV];
-    for (int u = 0; u < U; u++)
-        for (int v = 0; v < NV; v++) acc[u][v] = (FN(vec)){0};
-    ptrdiff_t p = 0;
-    for (; p + U <= k; p += U)
-        for (int u = 0; u < U; u++) {
-            REAL s = a[(p + u) * sa_k];
-            for (int v = 0; v < NV; v++)
-                acc[u][v] += s * *(const FN(vec_u) *)(B + (p + u) * ldb + v * VL);
-        }
-    for (; p < k; p++) {
-        REAL s = a[p * sa_k];
-        for (int v = 0; v < NV; v++) acc[0][v] += s * *(const FN(vec_u) *)(B + p * ldb + v * VL);
+#define MICRO_WRAPPER(NAME, ROWS)                                                        \
+    static __attribute__((noinline)) void FN(NAME)(                                      \
+        ptrdiff_t k, const REAL *A, ptrdiff_t sa_r, ptrdiff_t sa_k, const REAL *B,       \
+        ptrdiff_t ldb, const REAL *bias, REAL *C, ptrdiff_t ldc, int accumulate, REAL alpha) \
+    {                                                                                    \
+        FN(micro)(ROWS, k, A, sa_r, sa_k, B, ldb, bias, C, ldc, accumulate, alpha);      \
     }
-    for (int v = 0; v < NV; v++) {
-        FN(vec) sum = ((acc[0][v] + acc[1][v]) + (acc[2][v] + acc[3][v]))
-                      + ((acc[4][v] + acc[5][v]) + (acc[6][v] + acc[7][v]));
-        FN(vec_u) *c = (FN(vec_u) *)(C + v * VL);
-        if (accumulate)
-            *c += alpha * sum;
-        else
-            *c = sum + (bias ? *(const FN(vec_u) *)(bias + v * VL) : (FN(vec)){0});
-    }
-}
-#define HAVE_ROW1 1
-#else
-#define MR 4
-static inline void FN(micro)(ptrdiff_t rows, ptrdiff_t k, const REAL *A, ptrdiff_t sa_r,
-                             ptrdiff_t sa_k, const REAL *B, ptrdiff_t ldb, const REAL *bias,
-                             REAL *C, ptrdiff_t ldc, int accumulate, REAL alpha)
-{
-    REAL acc[MR][DLFR_PANEL];
-    for (int r = 0; r < MR; r++)
-        for (int j = 0; j < DLFR_PANEL; j++) acc[r][j] = (bias && !accumulate) ? bias[j] : 0;
-    for (ptrdiff_t p = 0; p < k; p++)
-        for (int r = 0; r < MR && r < rows; r++) {
-            REAL s = A[r * sa_r + p * sa_k];
-            for (int j = 0; j < DLFR_PANEL; j++) acc[r][j] += s * B[p * ldb + j];
-        }
-    for (int r = 0; r < MR && r < rows; r++)
-        for (int j = 0; j < DLFR_PANEL; j++)
-            C[r * ldc + j] = accumulate ? C[r * ldc + j] + alpha * acc[r][j] : acc[r][j];
-}
-#endif
+MICRO_WRAPPER(micro_mr, MR)
+MICRO_WRAPPER(micro_4, 4 < MR ? 4 : 1)
+MICRO_WRAPPER(micro_2, 2 < MR ? 2 : 1)
+MICRO_WRAPPER(micro_1, 1)
+#undef MICRO_WRAPPER
+
+typedef void (*FN(micro_fn))(ptrdiff_t, const REAL *, ptrdiff_t, ptrdiff_t, const REAL *,
+                             ptrdiff_t, const REAL *, REAL *, ptrdiff_t, int, REAL);
 
 void FN(gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t sa_r,
               ptrdiff_t sa_k, const REAL *B, ptrdiff_t ldb, const REAL *bias, REAL *C,
               ptrdiff_t ldc, int accumulate, REAL alpha)
 {
-    if (k == 0) { /* no inputs: the output is the bias alone */
-        if (accumulate) return;
-        for (ptrdiff_t i = 0; i < m; i++)
-            for (ptrdiff_t j = 0; j < n; j++) C[i * ldc + j] = bias ? bias[j] : 0;
-        return;
-    }
-    for (ptrdiff_t i = 0; i < m; i += MR) {
-        ptrdiff_t rows = m - i < MR ? m - i : MR;
-        for (ptrdiff_t j = 0; j < n; j += DLFR_PANEL) {
-#ifdef HAVE_ROW1
-            if (rows < MR) { /* a short block: row by row beats padding it to MR */
-                for (ptrdiff_t r = 0; r < rows; r++)
-                    FN(row1)(k, A + (i + r) * sa_r, sa_k, B + j, ldb, bias ? bias + j : NULL,
-                             C + (i + r) * ldc + j, accumulate, alpha);
-                continue;
-            }
-#endif
-            FN(micro)(rows, k, A + i * sa_r, sa_r, sa_k, B + j, ldb, bias ? bias + j : NULL,
-                      C + i * ldc + j, ldc, accumulate, alpha);
-        }
-    }
+    /* full MR-row blocks, then the rest in blocks of 4, 2 and 1 rows */
+    const FN(micro_fn) kernels[4] = {FN(micro_mr), FN(micro_4), FN(micro_2), FN(micro_1)};
+    const int rows[4] = {MR, 4 < MR ? 4 : 1, 2 < MR ? 2 : 1, 1};
+    ptrdiff_t i = 0;
+    for (int b = 0; b < 4; b++)
+        for (; i + rows[b] <= m; i += rows[b])
+            for (ptrdiff_t j = 0; j < n; j += DLFR_PANEL)
+                kernels[b](k, A + i * sa_r, sa_r, sa_k, B + j, ldb, bias ? bias + j : NULL,
+                           C + i * ldc + j, ldc, accumulate, alpha);
 }
 
+#else /* plain C (MSVC): the same arithmetic, one row at a time */
+#define SPLIT 4
+void FN(gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t sa_r,
+              ptrdiff_t sa_k, const REAL *B, ptrdiff_t ldb, const REAL *bias, REAL *C,
+              ptrdiff_t ldc, int accumulate, REAL alpha)
+{
+    for (ptrdiff_t i = 0; i < m; i++)
+        for (ptrdiff_t j = 0; j < n; j += DLFR_PANEL) {
+            REAL acc[SPLIT][DLFR_PANEL] = {{0}};
+            for (ptrdiff_t p = 0; p < k; p++) {
+                REAL x = A[i * sa_r + p * sa_k];
+                for (int l = 0; l < DLFR_PANEL; l++) acc[p % SPLIT][l] += x * B[p * ldb + j + l];
+            }
+            for (int l = 0; l < DLFR_PANEL; l++) {
+                REAL sum = (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]);
+                REAL *c = C + i * ldc + j + l;
+                if (accumulate)
+                    *c += alpha * sum;
+                else
+                    *c = bias ? sum + bias[j + l] : sum;
+            }
+        }
+}
+#endif
+
 #undef MR
-#undef HAVE_ROW1
+#undef SPLIT
+#undef ACC_REGS
 #undef NV
 #undef VL
 #undef FN
