@@ -10,10 +10,12 @@ GEMM (``n_out <= 64``) to BLAS. Training has its own module (test_training).
 from __future__ import annotations
 
 import copy
+import io
 import json
 import pickle
 import re
 import threading
+from typing import Any
 
 import numpy as np
 import pytest
@@ -641,3 +643,46 @@ def test_copies_predict_the_same_and_are_independent(how, dtype):
     # the copy's engine reads the copy's own storage
     np.testing.assert_allclose(other.forward(X), oracle(other, X), **FORWARD_TOL[dtype])
     np.testing.assert_allclose(net.forward(X), oracle(net, X), **FORWARD_TOL[dtype])
+
+
+class _RecordingUnpickler(pickle.Unpickler):
+    """Unpickles while recording every (module, name) the pickle asks for."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(io.BytesIO(data))
+        self.globals: set[tuple[str, str]] = set()
+
+    def find_class(self, module: str, name: str) -> Any:
+        self.globals.add((module, name))
+        return super().find_class(module, name)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("sizes", [[20, 16, 3], [784, 16, 10], [2, 2, 1]])
+def test_pickle_is_the_weights_and_the_config(sizes, dtype):
+    # what dlfr.dask ships to workers: the weights without the kernels' panel
+    # padding, plus a few hundred bytes of configuration; nothing compiled
+    net = Network(sizes, output_activation="softmax", dtype=dtype, seed=0)
+    data = pickle.dumps(net, protocol=pickle.HIGHEST_PROTOCOL)
+    weights = sum(layer.W.nbytes + layer.b.nbytes for layer in net.layers)
+    assert weights < len(data) <= weights + 1024
+    unpickler = _RecordingUnpickler(data)
+    other = unpickler.load()
+    modules = {module for module, _ in unpickler.globals}
+    assert {m for m in modules if m.split(".")[0] != "numpy"} == {
+        "dlfr.network", "dlfr.layers"}, modules
+    assert ("dlfr.network", "Network") in unpickler.globals
+    X = random_input(300, sizes[0], dtype)
+    assert np.array_equal(other.forward(X), net.forward(X))
+    assert [layer.activation for layer in other.layers] == ["sigmoid", "softmax"]
+    for layer in other.layers:
+        assert layer.W.base is not None and layer.W.base.flags.c_contiguous  # padded storage
+        assert layer.dtype == np.dtype(dtype)
+
+
+def test_deepcopy_of_a_dense_layer_keeps_its_padding_and_values():
+    layer = Dense(5, 3, activation="tanh", dtype="float64", seed=1)
+    other = copy.deepcopy(layer)
+    assert other._W.shape == layer._W.shape and np.array_equal(other._W, layer._W)
+    assert np.array_equal(other._b, layer._b) and other.activation == "tanh"
+    assert not np.shares_memory(other._W, layer._W)

@@ -84,6 +84,23 @@ class Dense:
     def n_params(self) -> int:
         return self.n_in * self.n_out + self.n_out
 
+    # Pickle (and deepcopy) the configuration and the weights without the
+    # panel padding: small and plain (NumPy arrays, str, int) to ship to
+    # workers; the padded storage is rebuilt on load.
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "n_in": self.n_in, "n_out": self.n_out, "activation": self.activation,
+            "dtype": self.dtype.name, "W": np.ascontiguousarray(self.W), "b": self.b.copy(),
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(  # type: ignore[misc]
+            state["n_in"], state["n_out"], activation=state["activation"], dtype=state["dtype"],
+            seed=0,
+        )
+        self._W[:, : self.n_out] = state["W"]
+        self._b[: self.n_out] = state["b"]
+
     def __repr__(self) -> str:
         return (
             f"Dense({self.n_in}, {self.n_out}, activation={self.activation!r}, "
