@@ -4,10 +4,8 @@ Not imported by ``import dlfr`` (dask is an optional extra:
 ``pip install dlfr[dask]``). Every check runs here, when the graph is built,
 before any task is submitted; the blocks then run ``Network.forward`` /
 ``Network.predict`` unchanged. A row's result is the in-memory one bit for
-bit when every block's row count is a multiple of 8; otherwise the last
-(n mod 8) rows of a block may differ in the last bit, as they do between
-in-memory calls on different batches (the compiled GEMM's leftover rows
-take a one-row kernel that sums in another order).
+bit, however the rows are chunked: dlfr's forward pass is batch-invariant
+(each output is the same arithmetic whatever batch its row is in).
 
 The network enters the graph once, as a single key that every block depends
 on (``dask.delayed(net)``), not copied into each block's task: on a
@@ -123,8 +121,7 @@ def predict(net: Network, X: Any, proba: bool = False, n_threads: int | None = N
     it is rechunked to one chunk across the features first. Its dtype follows
     ``Network.forward``: floats are converted to the network's dtype, uint8
     is read as pixels scaled by 1/255. Results equal ``net.predict(X)`` /
-    ``net.forward(X)`` on the same rows in memory, bit for bit when the row
-    chunks are multiples of 8 rows (see the module doc).
+    ``net.forward(X)`` on the same rows in memory, bit for bit.
     ``n_threads``: dlfr threads per block (default: the task's share of its
     worker, see the module doc).
     """
