@@ -231,27 +231,32 @@ typedef REAL FN(vec) __attribute__((vector_size(VBYTES)));
 typedef REAL FN(vec_u) __attribute__((vector_size(VBYTES), aligned(sizeof(REAL))));
 #define VL ((ptrdiff_t)(VBYTES / sizeof(REAL)))
 #define NV (DLFR_PANEL / VL)              /* vectors per panel row */
-#define SPLIT (4 / NV > 0 ? 4 / NV : 1)   /* partial sums per element */
-/* accumulators: 24 of AVX-512's 32 registers, 12 of the 16 elsewhere */
-#define ACC_REGS (VBYTES == 64 ? 24 : 12)
-#define MR (ACC_REGS / (SPLIT * NV) > 0 ? ACC_REGS / (SPLIT * NV) : 1)
+/* Rows per block: 8 accumulator vectors' worth, as in every configuration
+ * since the batch sizes people use (8, 16, 32, 256, ...) then leave no
+ * short blocks. On AVX-512 each element gets 3 partial sums (24 of the 32
+ * registers); with AVX2's 16 registers there is room for one. */
+#define MR (8 / NV > 0 ? 8 / NV : 1)
+#define SPLIT (VBYTES == 64 ? 3 : 1)
+/* The training update (accumulate mode) need not be batch-invariant: one
+ * partial sum amortises the block's set-up over its short k (the batch). */
+#define MR_ACC MR
 
 /* C rows [0, R) x one panel. A row i starts at A + i*sa_r, steps sa_k.
  * Always inlined into the fixed-R wrappers below, so acc stays in registers. */
 static inline __attribute__((always_inline)) void FN(micro)(
-    const int R, ptrdiff_t k, const REAL *A, ptrdiff_t sa_r, ptrdiff_t sa_k, const REAL *B,
+    const int R, const int S, ptrdiff_t k, const REAL *A, ptrdiff_t sa_r, ptrdiff_t sa_k, const REAL *B,
     ptrdiff_t ldb, const REAL *bias, REAL *C, ptrdiff_t ldc, int accumulate, REAL alpha)
 {
-    FN(vec) acc[MR][SPLIT][NV];
-    const REAL *a[MR];
+    FN(vec) acc[R][S][NV];
+    const REAL *a[R];
     for (int r = 0; r < R; r++) {
         a[r] = A + r * sa_r;
-        for (int t = 0; t < SPLIT; t++)
+        for (int t = 0; t < S; t++)
             for (int v = 0; v < NV; v++) acc[r][t][v] = (FN(vec)){0};
     }
     ptrdiff_t p = 0;
-    for (; p + SPLIT <= k; p += SPLIT)
-        for (int t = 0; t < SPLIT; t++) {
+    for (; p + S <= k; p += S)
+        for (int t = 0; t < S; t++) {
             FN(vec) bv[NV];
             for (int v = 0; v < NV; v++)
                 bv[v] = *(const FN(vec_u) *)(B + (p + t) * ldb + v * VL);
@@ -269,10 +274,8 @@ static inline __attribute__((always_inline)) void FN(micro)(
     for (int r = 0; r < R; r++)
         for (int v = 0; v < NV; v++) {
             FN(vec) sum = acc[r][0][v]; /* the fixed tree over the partial sums */
-            if (SPLIT == 4)
-                sum = (acc[r][0][v] + acc[r][1][v]) + (acc[r][2][v] + acc[r][3][v]);
-            else if (SPLIT == 2)
-                sum = acc[r][0][v] + acc[r][1][v];
+            if (S == 3)
+                sum = (acc[r][0][v] + acc[r][1][v]) + acc[r][2][v];
             FN(vec_u) *c = (FN(vec_u) *)(C + r * ldc + v * VL);
             if (accumulate)
                 *c += alpha * sum;
@@ -281,17 +284,20 @@ static inline __attribute__((always_inline)) void FN(micro)(
         }
 }
 
-#define MICRO_WRAPPER(NAME, ROWS)                                                        \
+#define MICRO_WRAPPER(NAME, ROWS, SPLITS)                                                \
     static __attribute__((noinline)) void FN(NAME)(                                      \
         ptrdiff_t k, const REAL *A, ptrdiff_t sa_r, ptrdiff_t sa_k, const REAL *B,       \
         ptrdiff_t ldb, const REAL *bias, REAL *C, ptrdiff_t ldc, int accumulate, REAL alpha) \
     {                                                                                    \
-        FN(micro)(ROWS, k, A, sa_r, sa_k, B, ldb, bias, C, ldc, accumulate, alpha);      \
+        FN(micro)(ROWS, SPLITS, k, A, sa_r, sa_k, B, ldb, bias, C, ldc, accumulate, alpha); \
     }
-MICRO_WRAPPER(micro_mr, MR)
-MICRO_WRAPPER(micro_4, 4 < MR ? 4 : 1)
-MICRO_WRAPPER(micro_2, 2 < MR ? 2 : 1)
-MICRO_WRAPPER(micro_1, 1)
+MICRO_WRAPPER(micro_mr, MR, SPLIT)
+MICRO_WRAPPER(micro_4, 4 < MR ? 4 : 1, SPLIT)
+MICRO_WRAPPER(micro_2, 2 < MR ? 2 : 1, SPLIT)
+MICRO_WRAPPER(micro_1, 1, SPLIT)
+MICRO_WRAPPER(update_mr, MR_ACC, 1)
+MICRO_WRAPPER(update_4, 4 < MR_ACC ? 4 : 1, 1)
+MICRO_WRAPPER(update_1, 1, 1)
 #undef MICRO_WRAPPER
 
 typedef void (*FN(micro_fn))(ptrdiff_t, const REAL *, ptrdiff_t, ptrdiff_t, const REAL *,
@@ -301,9 +307,13 @@ void FN(gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t sa
               ptrdiff_t sa_k, const REAL *B, ptrdiff_t ldb, const REAL *bias, REAL *C,
               ptrdiff_t ldc, int accumulate, REAL alpha)
 {
-    /* full MR-row blocks, then the rest in blocks of 4, 2 and 1 rows */
-    const FN(micro_fn) kernels[4] = {FN(micro_mr), FN(micro_4), FN(micro_2), FN(micro_1)};
-    const int rows[4] = {MR, 4 < MR ? 4 : 1, 2 < MR ? 2 : 1, 1};
+    /* full blocks, then the rest in blocks of 4, 2 and 1 rows */
+    const FN(micro_fn) forward[4] = {FN(micro_mr), FN(micro_4), FN(micro_2), FN(micro_1)};
+    const int forward_rows[4] = {MR, 4 < MR ? 4 : 1, 2 < MR ? 2 : 1, 1};
+    const FN(micro_fn) update[4] = {FN(update_mr), FN(update_4), FN(update_1), FN(update_1)};
+    const int update_rows[4] = {MR_ACC, 4 < MR_ACC ? 4 : 1, 1, 1};
+    const FN(micro_fn) *kernels = accumulate ? update : forward;
+    const int *rows = accumulate ? update_rows : forward_rows;
     ptrdiff_t i = 0;
     for (int b = 0; b < 4; b++)
         for (; i + rows[b] <= m; i += rows[b])
@@ -338,8 +348,8 @@ void FN(gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t sa
 #endif
 
 #undef MR
+#undef MR_ACC
 #undef SPLIT
-#undef ACC_REGS
 #undef NV
 #undef VL
 #undef FN
