@@ -55,10 +55,16 @@ class BuildExt(build_ext):
             if _compiles(self.compiler, ["/openmp"]):
                 compile_args.append("/openmp")
         else:
-            compile_args += ["-O0", "-g"] if DEBUG else ["-O3"]
+            # -g0: no DWARF in a release wheel (Python's own CFLAGS carry -g);
+            # the symbol table stays, so backtraces and tests/test_dispatch.py
+            # still see function names.
+            compile_args += ["-O0", "-g"] if DEBUG else ["-O3", "-g0"]
             # Lets masked selects vectorise; values are unchanged (this is not
             # -ffast-math: NaN, infinities and rounding stay IEEE).
             compile_args += ["-fno-trapping-math", "-std=c11", "-ffp-contract=fast"]
+            # Export PyInit__kernels only: the kernels' own names (gemm_f32_avx2...)
+            # stay private to the module and are called directly, not through the PLT.
+            compile_args.append("-fvisibility=hidden")
             omp = (["-fopenmp"], ["-fopenmp"])
             if sys.platform == "darwin":
                 prefix = _libomp_prefix()
@@ -79,6 +85,10 @@ class BuildExt(build_ext):
             ext.extra_compile_args = compile_args + [
                 a for a in ext.extra_compile_args if a not in compile_args]
             ext.extra_link_args = link_args + ext.extra_link_args
+            if ctype != "msvc" and "m" not in ext.libraries:
+                # exp/log/tanh come from libm; name it so the module does not
+                # rely on the interpreter having loaded libm already.
+                ext.libraries = ext.libraries + ["m"]
             ext.define_macros = macros + [
                 ("DLFR_BUILD_COMPILER", '"' + ctype + '"'),
                 ("DLFR_BUILD_FLAGS", '"' + " ".join(compile_args).replace('"', "") + '"'),
