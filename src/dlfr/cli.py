@@ -773,6 +773,8 @@ def _cmd_plot(args: argparse.Namespace) -> int:
         raise CLIError(f"the {args.kind} plot takes no input file")
     out = _check_writable(args.out)
     fmt = Path(out).suffix.lstrip(".").lower() or "png"
+    if args.source:  # a missing input is the first thing to say, matplotlib or not
+        _require_file(args.source, "input file")
     plt = _pyplot()
     fig = _PLOTS[args.kind](plt, args)
     try:
