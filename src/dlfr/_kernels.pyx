@@ -384,6 +384,9 @@ cdef enum:
     # Rows per chunk of the forward pass: one chunk's activations stay in
     # cache through every layer.
     CHUNK_ROWS = 128
+    # Networks with a wide (BLAS) layer take bigger chunks: BLAS is efficient
+    # only on tall matrices, and its working set is blocked for cache anyway.
+    CHUNK_ROWS_WIDE = 1024
     # Below this many rows a forward pass stays on one thread: waking the
     # sleeping OpenMP workers (passive wait) costs more than they save.
     PARALLEL_MIN_ROWS_ = 2048
@@ -496,7 +499,8 @@ cdef int _forward(Net *net, Py_ssize_t n, const void *X, int x_is_u8, floating s
                   floating *out, int n_threads) except -1 nogil:
     """The whole network over n rows, in chunks, on up to n_threads threads."""
     cdef Py_ssize_t n_in = net.n_in[0], n_out = net.n_out[net.n_layers - 1]
-    cdef Py_ssize_t chunk = CHUNK_ROWS, n_chunks = (n + chunk - 1) // chunk
+    cdef Py_ssize_t chunk = CHUNK_ROWS_WIDE if net.wide else CHUNK_ROWS
+    cdef Py_ssize_t n_chunks = (n + chunk - 1) // chunk
     cdef Py_ssize_t c, r0, rows
     cdef Py_ssize_t per_thread = 2 * chunk * net.max_ld + (chunk * n_in if x_is_u8 else 0)
     cdef floating *work
