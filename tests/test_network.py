@@ -10,11 +10,13 @@ GEMM (``n_out <= 64``) to BLAS. Training has its own module (test_training).
 from __future__ import annotations
 
 import copy
+import os
 import io
 import json
 import pickle
 import re
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -352,6 +354,29 @@ def test_results_do_not_depend_on_batching(sizes, dtype):
         assert np.array_equal(net.forward(X[start:stop]), whole[start:stop])
     for row in (0, 5, 4098):
         assert np.array_equal(net.forward(X[row:row + 1]), whole[row:row + 1])
+
+
+@pytest.mark.skipif(os.environ.get("GOMP_SPINCOUNT") != "1000" or _kernels.max_threads() < 2,
+                    reason="the user chose the OpenMP wait policy, or one core")
+def test_no_core_left_spinning_after_a_call():
+    """After predict returns, OpenMP's workers go to sleep (within microseconds).
+
+    libgomp's default would keep them busy-waiting for milliseconds after
+    every call; dlfr sets GOMP_SPINCOUNT=1000 at import (unless the user set
+    a policy). CPU time used outside this thread while it sleeps must stay
+    far below the sleep itself.
+    """
+    net = Network([784, 16, 10], seed=0)
+    X = random_input(4096, 784, np.float32)
+    net.forward(X, n_threads=2)
+    rounds, pause = 10, 0.02
+    process, thread = time.process_time(), time.thread_time()
+    for _ in range(rounds):
+        net.forward(X, n_threads=2)
+        time.sleep(pause)
+    elsewhere = (time.process_time() - process) - (time.thread_time() - thread)
+    # the worker's share of the work itself is ~0.3 ms a call
+    assert elsewhere < 0.25 * rounds * pause, f"other threads used {elsewhere:.3f} s of CPU"
 
 
 @pytest.mark.parametrize("n_threads", [0, -1, 1.5, "2", True])

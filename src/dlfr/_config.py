@@ -47,7 +47,8 @@ def config_info() -> dict[str, Any]:
         "compile_flags": build["flags"],
         "openmp": build["openmp"],
         "threads": build["max_threads"],
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(libgomp default)"),
+        "omp_wait": ", ".join(f"{k}={os.environ[k]}" for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+                              if k in os.environ) or "runtime default",
         "simd_supported": build["simd_supported"],
         "simd_in_use": build["simd_in_use"],
         "thread_pools": blas,

@@ -387,9 +387,9 @@ cdef enum:
     # Networks with a wide (BLAS) layer take bigger chunks: BLAS is efficient
     # only on tall matrices, and its working set is blocked for cache anyway.
     CHUNK_ROWS_WIDE = 1024
-    # Below this many rows a forward pass stays on one thread: waking the
-    # sleeping OpenMP workers (passive wait) costs more than they save.
-    PARALLEL_MIN_ROWS_ = 2048
+    # Below this many rows a forward pass stays on one thread: starting the
+    # OpenMP workers costs more than they save.
+    PARALLEL_MIN_ROWS_ = 256
 
 PARALLEL_MIN_ROWS = PARALLEL_MIN_ROWS_
 # The most layers one compiled call takes (dlfr.Network refuses more).
