@@ -10,9 +10,9 @@ GEMM (``n_out <= 64``) to BLAS. Training has its own module (test_training).
 from __future__ import annotations
 
 import copy
-import os
 import io
 import json
+import os
 import pickle
 import re
 import threading
