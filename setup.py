@@ -100,7 +100,8 @@ extension = Extension(
     "dlfr._kernels",
     sources=["src/dlfr/_kernels.pyx", "src/dlfr/_simd.c"],
     include_dirs=["src/dlfr"],
-    depends=["src/dlfr/_simd.h", "src/dlfr/_simd_impl.h", "src/dlfr/_omp.h"],
+    depends=["src/dlfr/_simd.h", "src/dlfr/_simd_impl.h", "src/dlfr/_simd_levels.h",
+             "src/dlfr/_omp.h"],
 )
 
 setup(

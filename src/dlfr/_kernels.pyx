@@ -104,83 +104,64 @@ cpdef int max_threads() noexcept:
 
 # ---- elementwise kernels (1-D contiguous views; the caller flattens) ----
 
-cdef inline void _activate(const floating *z, floating *out, Py_ssize_t n, int act) noexcept nogil:
+cdef enum Elementwise:
+    ACTIVATE
+    SIGMOID_PRIME
+    SIGMOID_BACKWARD
+
+
+cdef inline void _elementwise(Elementwise op, const floating *x, const floating *y,
+                              floating *out, Py_ssize_t n, int act) noexcept nogil:
+    """out = op(x[, y]) on n elements, serially."""
     if floating is float:
-        dlfr_activate_f32(z, out, n, act)
+        if op == ACTIVATE:
+            dlfr_activate_f32(x, out, n, act)
+        elif op == SIGMOID_PRIME:
+            dlfr_sigmoid_prime_f32(x, out, n)
+        else:
+            dlfr_sigmoid_backward_f32(x, y, out, n)
     else:
-        dlfr_activate_f64(z, out, n, act)
+        if op == ACTIVATE:
+            dlfr_activate_f64(x, out, n, act)
+        elif op == SIGMOID_PRIME:
+            dlfr_sigmoid_prime_f64(x, out, n)
+        else:
+            dlfr_sigmoid_backward_f64(x, y, out, n)
 
 
-cdef inline void _sigmoid_prime(const floating *z, floating *out, Py_ssize_t n) noexcept nogil:
-    if floating is float:
-        dlfr_sigmoid_prime_f32(z, out, n)
-    else:
-        dlfr_sigmoid_prime_f64(z, out, n)
-
-
-cdef inline void _sigmoid_backward(const floating *g, const floating *a, floating *out,
-                                   Py_ssize_t n) noexcept nogil:
-    if floating is float:
-        dlfr_sigmoid_backward_f32(g, a, out, n)
-    else:
-        dlfr_sigmoid_backward_f64(g, a, out, n)
-
-
-cdef inline int _threads_for(Py_ssize_t n) noexcept nogil:
-    if n < PARALLEL_MIN_ELEMENTS_:
-        return 1
-    return omp_get_max_threads()
+cdef void _elementwise_threads(Elementwise op, const floating *x, const floating *y,
+                               floating *out, Py_ssize_t n, int act) noexcept nogil:
+    """op over n elements, in chunks on every thread when n is large enough."""
+    cdef Py_ssize_t chunk = ELEMENT_CHUNK, n_chunks = (n + chunk - 1) // chunk, c
+    if n < PARALLEL_MIN_ELEMENTS_ or omp_get_max_threads() == 1:
+        _elementwise(op, x, y, out, n, act)
+        return
+    for c in prange(n_chunks, num_threads=omp_get_max_threads(), schedule="static"):
+        _elementwise(op, x + c * chunk, y + c * chunk if y != NULL else NULL, out + c * chunk,
+                     min(chunk, n - c * chunk), act)
 
 
 def activate(const floating[::1] z, floating[::1] out, int act):
     """out = act(z) elementwise (not softmax); out may alias z."""
-    cdef Py_ssize_t n = z.shape[0], start, chunk = ELEMENT_CHUNK
-    cdef Py_ssize_t n_chunks = (n + chunk - 1) // chunk
-    cdef Py_ssize_t c
-    cdef int threads = _threads_for(n)
-    if n == 0:
-        return
-    with nogil:
-        if threads == 1:
-            _activate(&z[0], &out[0], n, act)
-        else:
-            for c in prange(n_chunks, num_threads=threads, schedule="static"):
-                start = c * chunk
-                _activate(&z[start], &out[start], min(chunk, n - start), act)
+    if z.shape[0]:
+        with nogil:
+            _elementwise_threads(ACTIVATE, &z[0], <const floating *>NULL, &out[0], z.shape[0],
+                                 act)
 
 
 def sigmoid_prime(const floating[::1] z, floating[::1] out):
     """out = sigma(z) * (1 - sigma(z)) elementwise; out may alias z."""
-    cdef Py_ssize_t n = z.shape[0], start, chunk = ELEMENT_CHUNK
-    cdef Py_ssize_t n_chunks = (n + chunk - 1) // chunk
-    cdef Py_ssize_t c
-    cdef int threads = _threads_for(n)
-    if n == 0:
-        return
-    with nogil:
-        if threads == 1:
-            _sigmoid_prime(&z[0], &out[0], n)
-        else:
-            for c in prange(n_chunks, num_threads=threads, schedule="static"):
-                start = c * chunk
-                _sigmoid_prime(&z[start], &out[start], min(chunk, n - start))
+    if z.shape[0]:
+        with nogil:
+            _elementwise_threads(SIGMOID_PRIME, &z[0], <const floating *>NULL, &out[0],
+                                 z.shape[0], 0)
 
 
 def sigmoid_backward(const floating[::1] grad, const floating[::1] a, floating[::1] out):
     """out = grad * a * (1 - a) elementwise; out may alias grad or a."""
-    cdef Py_ssize_t n = grad.shape[0], start, chunk = ELEMENT_CHUNK
-    cdef Py_ssize_t n_chunks = (n + chunk - 1) // chunk
-    cdef Py_ssize_t c
-    cdef int threads = _threads_for(n)
-    if n == 0:
-        return
-    with nogil:
-        if threads == 1:
-            _sigmoid_backward(&grad[0], &a[0], &out[0], n)
-        else:
-            for c in prange(n_chunks, num_threads=threads, schedule="static"):
-                start = c * chunk
-                _sigmoid_backward(&grad[start], &a[start], &out[start], min(chunk, n - start))
+    if grad.shape[0]:
+        with nogil:
+            _elementwise_threads(SIGMOID_BACKWARD, &grad[0], &a[0], &out[0], grad.shape[0], 0)
 
 
 # ---- the dense layer: GEMM, then bias and activation in one pass ----
@@ -495,51 +476,45 @@ cdef void _scale_rows(const unsigned char *src, Py_ssize_t n, floating scale,
         dst[i] = src[i] * scale
 
 
+cdef void _run_chunk(Net *net, const void *X, int x_is_u8, floating scale, Py_ssize_t r0,
+                     Py_ssize_t rows, Py_ssize_t chunk, floating *out,
+                     floating *work) noexcept nogil:
+    """Rows [r0, r0 + rows) of X through the network into out.
+
+    ``work`` holds two chunk-sized activation buffers, then (uint8 input)
+    room for the chunk's rows converted to floats.
+    """
+    cdef Py_ssize_t n_in = net.n_in[0], n_out = net.n_out[net.n_layers - 1]
+    cdef const floating *Xc
+    if x_is_u8:
+        Xc = work + 2 * chunk * net.max_ld
+        _scale_rows(<const unsigned char *>X + r0 * n_in, rows * n_in, scale, <floating *>Xc)
+    else:
+        Xc = <const floating *>X + r0 * n_in
+    _forward_chunk(net, rows, Xc, n_in, out + r0 * n_out, work, work + chunk * net.max_ld)
+
+
 cdef int _forward(Net *net, Py_ssize_t n, const void *X, int x_is_u8, floating scale,
                   floating *out, int n_threads) except -1 nogil:
     """The whole network over n rows, in chunks, on up to n_threads threads."""
-    cdef Py_ssize_t n_in = net.n_in[0], n_out = net.n_out[net.n_layers - 1]
     cdef Py_ssize_t chunk = CHUNK_ROWS_WIDE if net.wide else CHUNK_ROWS
     cdef Py_ssize_t n_chunks = (n + chunk - 1) // chunk
-    cdef Py_ssize_t c, r0, rows
-    cdef Py_ssize_t per_thread = 2 * chunk * net.max_ld + (chunk * n_in if x_is_u8 else 0)
+    cdef Py_ssize_t c
+    cdef Py_ssize_t per_thread = 2 * chunk * net.max_ld + (chunk * net.n_in[0] if x_is_u8 else 0)
     cdef floating *work
-    cdef floating *mine
-    cdef const floating *Xc
-    cdef int threads = n_threads
-    if n_chunks < threads:
-        threads = <int>n_chunks
-    if threads < 1:
-        threads = 1
-    work = <floating *>malloc(threads * per_thread * sizeof(floating) + 64)
+    cdef int threads = <int>min(<Py_ssize_t>max(n_threads, 1), n_chunks)
+    work = <floating *>malloc(threads * per_thread * sizeof(floating))
     if work == NULL:
         with gil:
             raise MemoryError("dlfr: no memory for the forward pass's working buffers")
     if threads == 1:
         for c in range(n_chunks):
-            r0 = c * chunk
-            rows = min(chunk, n - r0)
-            if x_is_u8:
-                Xc = work + 2 * chunk * net.max_ld
-                _scale_rows(<const unsigned char *>X + r0 * n_in, rows * n_in, scale,
-                            <floating *>Xc)
-            else:
-                Xc = <const floating *>X + r0 * n_in
-            _forward_chunk(net, rows, Xc, n_in, out + r0 * n_out, work,
-                           work + chunk * net.max_ld)
+            _run_chunk(net, X, x_is_u8, scale, c * chunk, min(chunk, n - c * chunk), chunk,
+                       out, work)
     else:
         for c in prange(n_chunks, num_threads=threads, schedule="static"):
-            mine = work + omp_get_thread_num() * per_thread
-            r0 = c * chunk
-            rows = min(chunk, n - r0)
-            if x_is_u8:
-                Xc = mine + 2 * chunk * net.max_ld
-                _scale_rows(<const unsigned char *>X + r0 * n_in, rows * n_in, scale,
-                            <floating *>Xc)
-            else:
-                Xc = <const floating *>X + r0 * n_in
-            _forward_chunk(net, rows, Xc, n_in, out + r0 * n_out, mine,
-                           mine + chunk * net.max_ld)
+            _run_chunk(net, X, x_is_u8, scale, c * chunk, min(chunk, n - c * chunk), chunk,
+                       out, work + omp_get_thread_num() * per_thread)
     free(work)
     return 0
 

@@ -17,52 +17,14 @@
 #define DLFR_VBYTES_GENERIC 0 /* MSVC: plain C loops, auto-vectorised */
 #endif
 
-/* ---- instantiations ---- */
+/* ---- instantiations: every dtype on every instruction set ---- */
 #define REAL float
 #define UINT uint32_t
 #define S f32
 #define DLFR_IS_F32 1
 #define RFABS fabsf
 #define RTANH tanhf
-
-#define T generic
-#define VBYTES DLFR_VBYTES_GENERIC
-#include "_simd_impl.h"
-#undef T
-#undef VBYTES
-
-#if DLFR_X86_DISPATCH
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#endif
-#define T avx2
-#define VBYTES 32
-#include "_simd_impl.h"
-#undef T
-#undef VBYTES
-#if defined(__clang__)
-#pragma clang attribute pop
-#pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma"))), apply_to = function)
-#else
-#pragma GCC pop_options
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512vl,avx512dq,avx2,fma,prefer-vector-width=512")
-#endif
-#define T avx512
-#define VBYTES 64
-#include "_simd_impl.h"
-#undef T
-#undef VBYTES
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
-#endif /* DLFR_X86_DISPATCH */
-
+#include "_simd_levels.h"
 #undef REAL
 #undef UINT
 #undef S
@@ -76,44 +38,7 @@
 #define DLFR_IS_F32 0
 #define RFABS fabs
 #define RTANH tanh
-
-#define T generic
-#define VBYTES DLFR_VBYTES_GENERIC
-#include "_simd_impl.h"
-#undef T
-#undef VBYTES
-
-#if DLFR_X86_DISPATCH
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#endif
-#define T avx2
-#define VBYTES 32
-#include "_simd_impl.h"
-#undef T
-#undef VBYTES
-#if defined(__clang__)
-#pragma clang attribute pop
-#pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma"))), apply_to = function)
-#else
-#pragma GCC pop_options
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512vl,avx512dq,avx2,fma,prefer-vector-width=512")
-#endif
-#define T avx512
-#define VBYTES 64
-#include "_simd_impl.h"
-#undef T
-#undef VBYTES
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
-#endif /* DLFR_X86_DISPATCH */
+#include "_simd_levels.h"
 
 /* ---- dispatch ---- */
 

@@ -26,10 +26,9 @@ def real_dtype(name: str, dtype: Any) -> np.dtype:
         dt = None if dtype is None else np.dtype(dtype)  # np.dtype(None) is float64
     except TypeError:
         dt = None
-    # ``None in FLOAT_DTYPES`` is True (NumPy reads None as float64): test it first
-    if dt is None or dt not in FLOAT_DTYPES:
+    if dt is None or dt.type not in (np.float32, np.float64):
         raise ValueError(f"{name} must be 'float32' or 'float64'; got {dtype!r}")
-    return F32 if dt == F32 else F64
+    return F32 if dt.type is np.float32 else F64  # native byte order
 
 
 def _refuse_dtype(name: str, dt: np.dtype) -> None:

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from ._validation import real_dtype
+
 __all__ = ["load_mnist", "read_idx", "xor", "logic_gate", "one_hot", "LOGIC_GATES"]
 
 # IDX type code -> big-endian element type, as the format defines them.
@@ -48,36 +50,6 @@ LOGIC_GATES = {
 # MNIST images are 28 x 28 pixels, flattened row by row.
 _MNIST_SHAPE = (28, 28)
 _N_DIGITS = 10
-
-
-def _float_dtype(dtype: Any) -> np.dtype:
-    """Return ``dtype`` as a NumPy dtype if it is float32 or float64.
-
-    Parameters
-    ----------
-    dtype : str or numpy.dtype or type
-        The requested floating-point type.
-
-    Returns
-    -------
-    numpy.dtype
-        ``float32`` or ``float64``.
-
-    Raises
-    ------
-    ValueError
-        For any other type, or for something that is not a dtype at all.
-    """
-    # np.dtype(None) would mean float64: refuse None explicitly.
-    resolved = None
-    if dtype is not None:
-        try:
-            resolved = np.dtype(dtype)
-        except TypeError:
-            pass
-    if resolved is None or resolved.type not in (np.float32, np.float64):
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    return np.dtype(resolved.type)  # native byte order
 
 
 def _read_bytes(source: Path | importlib.resources.abc.Traversable) -> bytes:
@@ -296,7 +268,7 @@ def load_mnist(
     >>> X.shape, X.dtype, y[:5]  # doctest: +SKIP
     ((10000, 784), dtype('float32'), array([7, 2, 1, 0, 4]))
     """
-    out_dtype = _float_dtype(dtype)
+    out_dtype = real_dtype("dtype", dtype)
     if path is None:
         if kind != "t10k":
             raise ValueError(
@@ -366,7 +338,7 @@ def logic_gate(name: str, dtype: Any = "float32") -> tuple[np.ndarray, np.ndarra
     >>> y
     array([0, 0, 0, 1])
     """
-    out_dtype = _float_dtype(dtype)
+    out_dtype = real_dtype("dtype", dtype)
     key = name.lower() if isinstance(name, str) else name
     if key not in LOGIC_GATES:
         raise ValueError(f"unknown logic gate {name!r}; choose one of {sorted(LOGIC_GATES)}")
@@ -436,7 +408,7 @@ def one_hot(y: Any, n_classes: int | None = None, dtype: Any = "float32") -> np.
            [0., 0., 1.],
            [0., 1., 0.]], dtype=float32)
     """
-    out_dtype = _float_dtype(dtype)
+    out_dtype = real_dtype("dtype", dtype)
     labels = np.asarray(y)
     if labels.dtype.kind not in "iuf":
         raise TypeError(f"y must hold integer class labels, got dtype {labels.dtype}")

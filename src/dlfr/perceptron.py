@@ -8,20 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from ._validation import real_dtype
+
 __all__ = ["Perceptron"]
-
-
-def _float_dtype(dtype: Any) -> np.dtype:
-    """Return ``dtype`` as float32 or float64; anything else raises ValueError."""
-    resolved = None
-    if dtype is not None:  # np.dtype(None) would mean float64
-        try:
-            resolved = np.dtype(dtype)
-        except TypeError:
-            pass
-    if resolved is None or resolved.type not in (np.float32, np.float64):
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    return np.dtype(resolved.type)
 
 
 def _check_real_dtype(array: np.ndarray, name: str) -> None:
@@ -93,7 +82,7 @@ class Perceptron:
         if n_features < 1:
             raise ValueError(f"n_features must be at least 1, got {n_features}")
         self.n_features = int(n_features)
-        self.dtype = _float_dtype(dtype)
+        self.dtype = real_dtype("dtype", dtype)
         self._rng = np.random.default_rng(seed)
         # Small random weights: the rule works from any start, these break symmetry.
         self.W = self._rng.normal(0.0, 0.01, size=self.n_features).astype(self.dtype)
