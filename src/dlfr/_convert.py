@@ -160,7 +160,8 @@ def from_torch(cls: Any, module: Any) -> Any:
     dtypes = {t.dtype for w, b, _ in params for t in (w, b) if t is not None}
     if len(dtypes) != 1:
         raise ValueError(f"the Linear layers must share one dtype; got {sorted(map(str, dtypes))}")
-    dtype = {torch.float32: _F32, torch.float64: _F64}.get(next(iter(dtypes)))
+    dtypes_np: dict[Any, np.dtype] = {torch.float32: _F32, torch.float64: _F64}
+    dtype = dtypes_np.get(next(iter(dtypes)))
     if dtype is None:
         raise ValueError(f"parameters must be float32 or float64; got {next(iter(dtypes))}")
     triples = [

@@ -11,6 +11,7 @@ traceback instead.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -38,8 +39,8 @@ PLOT_KINDS = ("sigmoid", "xor", "weights", "history", "bench")
 PLOT_INSTALL_HINT = 'pip install "dlfr[plot]"'
 
 # The recipes the demo (and the quick networks behind some plots) use.
-XOR_RECIPE = {"epochs": 5000, "batch_size": 4, "learning_rate": 5.0, "seed": 0}
-DIGITS_RECIPE = {"epochs": 30, "batch_size": 10, "learning_rate": 3.0, "loss": "mse", "seed": 0}
+XOR_RECIPE: dict[str, Any] = {"epochs": 5000, "batch_size": 4, "learning_rate": 5.0, "seed": 0}
+DIGITS_RECIPE: dict[str, Any] = {"epochs": 30, "batch_size": 10, "learning_rate": 3.0, "loss": "mse", "seed": 0}
 N_DIGITS_TRAIN = 8000
 
 
@@ -166,7 +167,10 @@ def _write_atomic(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Non
 
 def _write_json(path: str, data: Any) -> None:
     text = json.dumps(data, indent=1, allow_nan=False) + "\n"
-    _write_atomic(path, lambda f: f.write(text.encode("utf-8")))
+    def write(f: IO[bytes]) -> None:
+        f.write(text.encode("utf-8"))
+
+    _write_atomic(path, write)
 
 
 def _read_json(path: str, what: str) -> Any:
@@ -259,8 +263,8 @@ def _training_data(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, st
             raise CLIError("--labels cannot be used with an .npz file (it holds y)")
         try:
             with np.load(data, allow_pickle=False) as npz:
-                missing = [k for k in ("X", "y") if k not in npz.files]
-                if missing:
+                absent = [k for k in ("X", "y") if k not in npz.files]
+                if absent:
                     raise CLIError(
                         f"{data} must hold arrays X and y; it holds {sorted(npz.files)}"
                     )
@@ -377,7 +381,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print("   threads  dlfr net.predict(X)  NumPy 1/(1+np.exp(-(X@W+b)))  ratio")
     for threads in dict.fromkeys((1, _kernels.max_threads())):
         with threadpool_limits(limits=threads, user_api="blas"):
-            t_dlfr = _best_of(lambda t=threads: net.predict(Xd, n_threads=t), runs)
+            t_dlfr = _best_of(functools.partial(net.predict, Xd, n_threads=threads), runs)
             t_numpy = _best_of(lambda: numpy_forward(Xd).argmax(axis=1), runs)
         print(f"   {threads:7d}  {_fmt_time(t_dlfr):>19}  {_fmt_time(t_numpy):>28}  "
               f"{t_numpy / t_dlfr:4.1f}x")

@@ -15,11 +15,14 @@ import math
 import os
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ._validation import real_dtype
+
+if TYPE_CHECKING:
+    from importlib.abc import Traversable
 
 __all__ = ["load_mnist", "read_idx", "xor", "logic_gate", "one_hot", "LOGIC_GATES"]
 
@@ -52,7 +55,7 @@ _MNIST_SHAPE = (28, 28)
 _N_DIGITS = 10
 
 
-def _read_bytes(source: Path | importlib.resources.abc.Traversable) -> bytes:
+def _read_bytes(source: Path | Traversable) -> bytes:
     """Read a file's content, decompressing it if it is gzipped.
 
     Gzip is recognised by its magic bytes, not by the file name, so a plain
