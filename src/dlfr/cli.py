@@ -40,7 +40,9 @@ PLOT_INSTALL_HINT = 'pip install "dlfr[plot]"'
 
 # The recipes the demo (and the quick networks behind some plots) use.
 XOR_RECIPE: dict[str, Any] = {"epochs": 5000, "batch_size": 4, "learning_rate": 5.0, "seed": 0}
-DIGITS_RECIPE: dict[str, Any] = {"epochs": 30, "batch_size": 10, "learning_rate": 3.0, "loss": "mse", "seed": 0}
+DIGITS_RECIPE: dict[str, Any] = {
+    "epochs": 30, "batch_size": 10, "learning_rate": 3.0, "loss": "mse", "seed": 0,
+}
 N_DIGITS_TRAIN = 8000
 
 
