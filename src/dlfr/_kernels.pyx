@@ -531,7 +531,7 @@ cdef object _empty(tuple shape, object dtype):
     if _numpy_empty is None:
         import numpy
         _numpy_empty = numpy.empty
-    return _numpy_empty(shape, dtype=dtype)
+    return _numpy_empty(shape, dtype)
 
 
 cdef class Engine:
