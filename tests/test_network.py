@@ -379,6 +379,27 @@ def test_no_core_left_spinning_after_a_call():
     assert elsewhere < 0.25 * rounds * pause, f"other threads used {elsewhere:.3f} s of CPU"
 
 
+def unaligned_copy(X):
+    """X's values in a C-contiguous array whose data is not aligned to its items."""
+    raw = np.zeros(X.nbytes + 1, dtype=np.uint8)[1:]
+    out = raw.view(X.dtype).reshape(X.shape)
+    out[...] = X
+    assert not out.flags.aligned and out.flags.c_contiguous
+    return out
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+def test_unaligned_input(dtype):
+    """Arrays that arrive unaligned (from a byte buffer, e.g. dask's transport) work."""
+    net = Network([784, 16, 10], dtype=dtype, seed=0)
+    X = random_input(300, 784, dtype)
+    assert np.array_equal(net.forward(unaligned_copy(X)), net.forward(X))
+    layer = net.layers[0]
+    np.testing.assert_array_equal(
+        dlfr.kernels.dense(unaligned_copy(X), layer.W, layer.b),
+        dlfr.kernels.dense(X, layer.W, layer.b))
+
+
 @pytest.mark.parametrize("n_threads", [0, -1, 1.5, "2", True])
 def test_bad_n_threads(n_threads):
     net = Network([3, 2], seed=0)

@@ -245,10 +245,34 @@ def softmax_rows(floating[:, ::1] y):
                   DLFR_SOFTMAX)
 
 
+import sys as _sys
+cdef bint _LITTLE_ENDIAN = _sys.byteorder == "little"
+
+
+cdef inline const char *_native_code(Py_buffer *v) noexcept:
+    """The buffer's type code without a native byte-order prefix, or NULL.
+
+    NumPy writes 'f' for float32, but '=f' (or '<f' on a little-endian CPU)
+    for an unaligned array: all of these are native.
+    """
+    cdef const char *f = v.format
+    if f == NULL:
+        return NULL
+    if f[0] == b'@' or f[0] == b'=' or f[0] == (b'<' if _LITTLE_ENDIAN else b'>'):
+        f += 1
+    return f
+
+
+cdef inline int _is_native(Py_buffer *v, char code, Py_ssize_t itemsize) noexcept:
+    """A native, aligned buffer of this type code and item size."""
+    cdef const char *f = _native_code(v)
+    return (f != NULL and f[0] == code and f[1] == 0 and v.itemsize == itemsize
+            and (<size_t>v.buf) % itemsize == 0)
+
+
 cdef inline int _is_real(Py_buffer *v, Py_ssize_t itemsize) noexcept:
-    """A native float32/float64 buffer of this itemsize ('f' or 'd' format)."""
-    return (v.itemsize == itemsize and v.format != NULL
-            and (v.format[0] == b'f' or v.format[0] == b'd') and v.format[1] == 0)
+    """A native, aligned float32 or float64 buffer of this item size."""
+    return _is_native(v, b'f' if itemsize == 4 else b'd', itemsize)
 
 
 cdef inline int _overlaps(Py_buffer *a, Py_buffer *b) noexcept:
@@ -577,7 +601,7 @@ cdef class Engine:
         except Exception:
             return None
         try:
-            is_u8 = xv.itemsize == 1 and xv.format != NULL and xv.format[0] == b'B' and xv.format[1] == 0
+            is_u8 = _is_native(&xv, b'B', 1)
             if (xv.ndim != 2 or xv.shape[1] != self.net.n_in[0]
                     or not (is_u8 or _is_real(&xv, self.itemsize))):
                 return None

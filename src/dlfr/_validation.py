@@ -46,7 +46,7 @@ def as_array(x: Any, name: str, dtype: np.dtype | None = None) -> np.ndarray:
     its dtype, order or layout requires one.
     """
     # Fast path: already what the kernels want (the usual case on hot paths).
-    if type(x) is np.ndarray and x.flags.c_contiguous:
+    if type(x) is np.ndarray and x.flags.c_contiguous and x.flags.aligned:
         dt = x.dtype
         if (dt is dtype) if dtype is not None else (dt is F32 or dt is F64):
             return x
@@ -59,7 +59,10 @@ def as_array(x: Any, name: str, dtype: np.dtype | None = None) -> np.ndarray:
     if dtype is None:
         # float32/float64 keep their width (big-endian too); the rest -> float64
         dtype = F32 if (dt.kind == "f" and dt.itemsize == 4) else F64
-    return np.asarray(arr, dtype=dtype, order="C")  # keeps 0-d arrays 0-d
+    out = np.asarray(arr, dtype=dtype, order="C")  # keeps 0-d arrays 0-d
+    # e.g. arrays that arrived in a byte buffer (pickle, dask): the kernels
+    # read whole elements, so they get an aligned copy
+    return out if out.flags.aligned else out.copy()
 
 
 def check_ndim(x: np.ndarray, name: str, ndim: int, what: str) -> None:

@@ -124,7 +124,7 @@ class Network:
     def _input(self, X: Any) -> np.ndarray:
         """X as the forward pass takes it: (n, n_in) of the network's dtype, or uint8."""
         if not (
-            type(X) is np.ndarray and X.flags.c_contiguous and X.ndim == 2
+            type(X) is np.ndarray and X.flags.c_contiguous and X.flags.aligned and X.ndim == 2
             and (X.dtype is self.dtype or X.dtype is _U8)
         ):
             if not isinstance(X, np.ndarray):
