@@ -2,19 +2,32 @@
 """dlfr's compiled kernels.
 
 Thin typed wrappers over the C kernels in _simd.c (vectorised activations,
-the register-blocked GEMM) and BLAS from scipy. Callers validate first
-(dlfr.kernels, dlfr._validation): these functions trust their arguments'
-shapes and contiguity, never allocate behind the caller's back, and release
-the GIL for all the work.
+the register-blocked GEMM) and BLAS from scipy, plus the two whole-network
+entry points (Engine: the forward pass; Trainer: an epoch of SGD). Callers
+validate first (dlfr.kernels, dlfr.network, dlfr._validation); the entry
+points that take Python objects check buffers only as far as they must to
+stay memory-safe, allocate nothing but their results and working memory,
+and release the GIL for all the work.
 """
 
+import sys
+from operator import index
+
+from cpython.buffer cimport (PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE,
+                             PyBuffer_Release, PyObject_GetBuffer)
 from cython cimport floating
 from cython.parallel cimport prange
+from libc.float cimport DBL_MIN
+from libc.math cimport log
+from libc.stdint cimport int64_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 
 cdef extern from "_omp.h" nogil:
     int omp_get_max_threads()
+    int omp_get_thread_num()
     int DLFR_HAVE_OPENMP
     const char *dlfr_build_compiler
     const char *dlfr_build_flags
@@ -209,7 +222,7 @@ cdef void _dense(const floating *X, const floating *W, const floating *b, floati
     """out = act(X @ W + b): one GEMM, then bias and activation in one pass.
 
     Narrow layers whose width is a whole number of panels run dlfr's own
-    register-blocked GEMM with the bias folded into the accumulators; every
+    register-blocked GEMM, which adds the bias as it stores each block; every
     other shape goes to BLAS (sgemm/dgemm).
     """
     cdef Py_ssize_t r
@@ -245,8 +258,7 @@ def softmax_rows(floating[:, ::1] y):
                   DLFR_SOFTMAX)
 
 
-import sys as _sys
-cdef bint _LITTLE_ENDIAN = _sys.byteorder == "little"
+cdef bint _LITTLE_ENDIAN = sys.byteorder == "little"
 
 
 cdef inline const char *_native_code(Py_buffer *v) noexcept:
@@ -296,13 +308,13 @@ def dense_fast(object X, object W, object b, object out, int act):
     cdef Py_ssize_t itemsize, n, n_in, n_out
     cdef int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT
     try:
-        if PyObject_GetBuffer(W, &wv, flags) == 0:
-            held = 1
-        if PyObject_GetBuffer(X, &xv, flags) == 0:
-            held = 2
-        if PyObject_GetBuffer(b, &bv, flags) == 0:
-            held = 3
-    except Exception:
+        PyObject_GetBuffer(W, &wv, flags)
+        held = 1
+        PyObject_GetBuffer(X, &xv, flags)
+        held = 2
+        PyObject_GetBuffer(b, &bv, flags)
+        held = 3
+    except Exception:  # not a buffer, or not C-contiguous: the slow path decides
         _release_some(&wv, &xv, &bv, held)
         return None
     try:
@@ -313,7 +325,7 @@ def dense_fast(object X, object W, object b, object out, int act):
             return None
         n, n_in, n_out = xv.shape[0], wv.shape[0], wv.shape[1]
         if out is None:
-            out = _empty_like_rows(W, n, n_out)
+            out = _empty((n, n_out), W.dtype)
         try:
             PyObject_GetBuffer(out, &ov, flags | PyBUF_WRITABLE)
         except Exception:
@@ -345,10 +357,6 @@ cdef void _release_some(Py_buffer *a, Py_buffer *b, Py_buffer *c, int held) noex
         PyBuffer_Release(c)
 
 
-cdef object _empty_like_rows(object W, Py_ssize_t n, Py_ssize_t n_out):
-    return _empty((n, n_out), W.dtype)
-
-
 # ---- CPU dispatch: the best SIMD level, unless DLFR_SIMD asks for less ----
 
 SIMD_LEVELS = {"generic": 0, "avx2": 1, "avx512": 2}
@@ -376,13 +384,6 @@ _select_simd_from_environment()
 # n_out and the activation code of each layer. The same padded arrays serve
 # inference and training (dlfr.layers.Dense stores its weights that way), so
 # nothing is repacked while the weights stay where they are.
-
-from cpython.buffer cimport PyBUF_ANY_CONTIGUOUS, PyBUF_FORMAT, PyBUF_ND, PyObject_GetBuffer, \
-    PyBuffer_Release, PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE
-from libc.stdlib cimport free, malloc
-from libc.string cimport memcpy, memset
-from libc.math cimport log
-
 
 cdef enum:
     MAX_LAYERS = 64
@@ -543,10 +544,6 @@ cdef int _forward(Net *net, Py_ssize_t n, const void *X, int x_is_u8, floating s
     return 0
 
 
-cdef extern from "_omp.h" nogil:
-    int omp_get_thread_num()
-
-
 cdef object _numpy_empty = None
 
 
@@ -628,14 +625,11 @@ cdef class Engine:
             PyBuffer_Release(&xv)
 
 
-from operator import index as _index
-
-
 cdef int _thread_count(object n_threads) except -1:
     if n_threads is None:
         return omp_get_max_threads()
     try:
-        value = 0 if isinstance(n_threads, bool) else _index(n_threads)
+        value = 0 if isinstance(n_threads, bool) else index(n_threads)
     except TypeError:
         value = 0
     if value >= 1:
@@ -647,9 +641,6 @@ cdef int _thread_count(object n_threads) except -1:
 
 LOSS_MSE = 0
 LOSS_CROSS_ENTROPY = 1
-
-from libc.float cimport DBL_MIN
-from libc.stdint cimport int64_t
 
 
 cdef inline double _safe_log(double x) noexcept nogil:
@@ -749,7 +740,7 @@ cdef void _train_epoch(Net *net, floating *work, Py_ssize_t batch, const floatin
         step = -lr / m  # the gradient is the mean over the mini-batch
         X_batch = X + order[s] * n_in
         Y_batch = Y + order[s] * n_out
-        if order[s + m - 1] - order[s] != m - 1 or not _consecutive(order + s, m):
+        if not _consecutive(order + s, m):
             # a shuffled batch is gathered; a run of consecutive rows is used in place
             for r in range(m):
                 memcpy(&Xb[r * n_in], &X[order[s + r] * n_in], n_in * sizeof(floating))
@@ -799,7 +790,7 @@ cdef class Trainer:
     released, updating the padded weight and bias arrays in place.
     """
     cdef void *work
-    cdef Py_ssize_t batch, itemsize, words
+    cdef Py_ssize_t batch, itemsize
     cdef tuple shape
 
     def __cinit__(self, list n_ins, list lds, Py_ssize_t n_targets, Py_ssize_t batch_size,
@@ -810,14 +801,13 @@ cdef class Trainer:
             words += 2 * batch_size * ld
         for l in range(1, len(lds)):
             words += lds[l] * lds[l - 1]  # transposed weights for the backward pass
-        self.work = malloc(words * itemsize + 64)
+        self.work = malloc(words * itemsize)
         if self.work == NULL:
             raise MemoryError("dlfr: no memory for training buffers")
         # deltas' padding columns must start (and stay) zero
         memset(self.work, 0, words * itemsize)
         self.batch = batch_size
         self.itemsize = itemsize
-        self.words = words
         self.shape = (tuple(n_ins), tuple(lds), n_targets)
 
     def __dealloc__(self):

@@ -237,9 +237,9 @@ typedef REAL FN(vec_u) __attribute__((vector_size(VBYTES), aligned(sizeof(REAL))
  * registers); with AVX2's 16 registers there is room for one. */
 #define MR (8 / NV > 0 ? 8 / NV : 1)
 #define SPLIT (VBYTES == 64 ? 3 : 1)
-/* The training update (accumulate mode) need not be batch-invariant: one
- * partial sum amortises the block's set-up over its short k (the batch). */
-#define MR_ACC MR
+/* The training update (accumulate mode) need not be batch-invariant: it
+ * keeps one partial sum, which amortises a block's set-up over its short k
+ * (the mini-batch). */
 
 /* C rows [0, R) x one panel. A row i starts at A + i*sa_r, steps sa_k.
  * Always inlined into the fixed-R wrappers below, so acc stays in registers. */
@@ -295,8 +295,8 @@ MICRO_WRAPPER(micro_mr, MR, SPLIT)
 MICRO_WRAPPER(micro_4, 4 < MR ? 4 : 1, SPLIT)
 MICRO_WRAPPER(micro_2, 2 < MR ? 2 : 1, SPLIT)
 MICRO_WRAPPER(micro_1, 1, SPLIT)
-MICRO_WRAPPER(update_mr, MR_ACC, 1)
-MICRO_WRAPPER(update_4, 4 < MR_ACC ? 4 : 1, 1)
+MICRO_WRAPPER(update_mr, MR, 1)
+MICRO_WRAPPER(update_4, 4 < MR ? 4 : 1, 1)
 MICRO_WRAPPER(update_1, 1, 1)
 #undef MICRO_WRAPPER
 
@@ -311,7 +311,7 @@ void FN(gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t sa
     const FN(micro_fn) forward[4] = {FN(micro_mr), FN(micro_4), FN(micro_2), FN(micro_1)};
     const int forward_rows[4] = {MR, 4 < MR ? 4 : 1, 2 < MR ? 2 : 1, 1};
     const FN(micro_fn) update[4] = {FN(update_mr), FN(update_4), FN(update_1), FN(update_1)};
-    const int update_rows[4] = {MR_ACC, 4 < MR_ACC ? 4 : 1, 1, 1};
+    const int update_rows[4] = {MR, 4 < MR ? 4 : 1, 1, 1};
     const FN(micro_fn) *kernels = accumulate ? update : forward;
     const int *rows = accumulate ? update_rows : forward_rows;
     ptrdiff_t i = 0;
@@ -322,7 +322,7 @@ void FN(gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t sa
                            C + i * ldc + j, ldc, accumulate, alpha);
 }
 
-#else /* plain C (MSVC): the same arithmetic, one row at a time */
+#else /* plain C (MSVC): one row at a time, 4 partial sums; batch-invariant too */
 #define SPLIT 4
 void FN(gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t sa_r,
               ptrdiff_t sa_k, const REAL *B, ptrdiff_t ldb, const REAL *bias, REAL *C,
@@ -348,7 +348,6 @@ void FN(gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t sa
 #endif
 
 #undef MR
-#undef MR_ACC
 #undef SPLIT
 #undef NV
 #undef VL

@@ -16,7 +16,6 @@ import json
 import math
 import os
 import platform
-import secrets
 import statistics
 import sys
 import time
@@ -143,28 +142,11 @@ def _check_writable(path: str | os.PathLike[str]) -> str:
     return path
 
 
-def _write_atomic(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> None:
-    """Write a file through ``write(f)`` to a temporary name beside it, then rename it."""
-    path = _check_writable(path)
-    folder, base = os.path.split(path)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        tmp = os.path.join(folder, f".{base}.{secrets.token_hex(6)}.tmp")
-        try:
-            fd = os.open(tmp, flags, 0o666)  # the umask decides, as for open()
-            break
-        except FileExistsError:
-            continue
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+def _write_atomic(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any]) -> None:
+    """Write a file through ``write(f)``, whole or not at all (see dlfr.io)."""
+    from .io import write_atomically
+
+    write_atomically(_check_writable(path), write)
 
 
 def _write_json(path: str, data: Any) -> None:

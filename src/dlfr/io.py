@@ -22,9 +22,9 @@ import os
 import secrets
 import zipfile
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -257,21 +257,19 @@ def save_model(
         raise TypeError(f"cannot save model to {path}: extra is not plain JSON ({exc})") from exc
     arrays[_HEADER] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
 
-    _write_atomically(path, arrays)
+    # Writing to a file object stops numpy from appending ".npz".
+    write_atomically(path, lambda f: np.savez(f, **arrays))
 
 
-def _write_atomically(path: str, arrays: dict[str, Any]) -> None:
-    """Write ``arrays`` as an .npz at exactly ``path``, all or nothing.
+def write_atomically(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any]) -> None:
+    """Write a file at exactly ``path`` through ``write(f)``, all or nothing.
 
-    Parameters
-    ----------
-    path : str
-        The destination.
-    arrays : dict of str to numpy.ndarray
-        The archive's members.
+    The bytes go to a hidden, random name beside the target (so os.replace
+    stays on one filesystem), are synced, and then renamed over ``path``;
+    on any error, KeyboardInterrupt included, the temporary file is removed
+    and ``path`` is left as it was.
     """
-    folder, base = os.path.split(path)
-    # A hidden, random name beside the target, so os.replace stays on one filesystem.
+    folder, base = os.path.split(os.fspath(path))
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:
         tmp = os.path.join(folder, f".{base}.{secrets.token_hex(6)}.tmp")
@@ -283,13 +281,11 @@ def _write_atomically(path: str, arrays: dict[str, Any]) -> None:
             continue
     try:
         with os.fdopen(fd, "wb") as f:
-            # Writing to a file object stops numpy from appending ".npz".
-            np.savez(f, **arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        # Includes KeyboardInterrupt: never leave the temporary file behind.
         try:
             os.unlink(tmp)
         except FileNotFoundError:

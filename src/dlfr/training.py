@@ -14,6 +14,7 @@ import numpy as np
 
 from . import _kernels
 from ._validation import as_array, check_ndim, positive_float, positive_int
+from .network import _U8_SCALE
 
 LOSSES = ("mse", "cross_entropy")
 
@@ -66,6 +67,16 @@ def loss_value(a: np.ndarray, Y: np.ndarray, loss: str, softmax: bool) -> float:
     )
 
 
+def _accuracy(a: np.ndarray, Y: np.ndarray) -> float:
+    """Share of rows whose outputs ``a`` give the label of target rows ``Y``.
+
+    As Network.predict labels: the argmax, or a >= 0.5 for one output.
+    """
+    if a.shape[1] == 1:
+        return float(np.mean((a[:, 0] >= 0.5) == (Y[:, 0] >= 0.5)))
+    return float(np.mean(a.argmax(axis=1) == Y.argmax(axis=1)))
+
+
 def _all_finite(X: np.ndarray) -> bool:
     """No NaN or inf in X: a NaN or inf makes the sum non-finite (one cheap pass,
     no boolean temporary); only a non-finite sum needs the exact check."""
@@ -80,7 +91,7 @@ def _check_data(net: Any, X: Any, y: Any, name_x: str, name_y: str,
     if isinstance(X, np.ndarray) and X.dtype == np.uint8:
         # raw pixels: scaled by 1/255 exactly as Network.forward reads them,
         # so that fit and predict see the same numbers
-        Xa = Xa * net.dtype.type(1.0 / 255.0)
+        Xa = Xa * net.dtype.type(_U8_SCALE)
     check_ndim(Xa, name_x, 2, "(n_samples, n_features)")
     if Xa.shape[1] != net.sizes[0]:
         raise ValueError(
@@ -109,8 +120,10 @@ def fit(net: Any, X: Any, y: Any, *, epochs: int, batch_size: int, learning_rate
     Returns the history: per epoch "loss" and "accuracy" (running means over
     the epoch's mini-batches, as the weights move), and "val_loss" and
     "val_accuracy" after the epoch when ``validation_data`` is given.
-    Every argument is checked before the first weight changes. uint8 X
-    (raw pixels) is multiplied by 1/255, as ``Network.forward`` reads it.
+    Every argument is checked before the first weight changes, except X's
+    NaN and inf, which the weights show after the first epoch (they are then
+    restored and the call refused). uint8 X (raw pixels) is multiplied by
+    1/255, as ``Network.forward`` reads it.
     """
     epochs = positive_int(epochs, "epochs")
     batch_size = positive_int(batch_size, "batch_size")
@@ -166,7 +179,7 @@ def fit(net: Any, X: Any, y: Any, *, epochs: int, batch_size: int, learning_rate
         if val is not None:
             a = net.forward(val[0])
             history["val_loss"].append(loss_value(a, val[1], loss, softmax))
-            history["val_accuracy"].append(net.evaluate(val[0], val[1]))
+            history["val_accuracy"].append(_accuracy(a, val[1]))
         if verbose:
             progress.set_postfix({k: f"{v[-1]:.4f}" for k, v in history.items()})
     return history
