@@ -60,13 +60,17 @@ cdef extern from "_simd.h" nogil:
     void dlfr_bias_act_f64(double *Y, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t ldy,
                            const double *b, int act)
     void dlfr_gemm_f32(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float *A,
-                       Py_ssize_t sa_r, Py_ssize_t sa_k, const float *B, Py_ssize_t ldb,
-                       const float *bias, float *C, Py_ssize_t ldc, int accumulate,
-                       float alpha)
+                       Py_ssize_t lda, const float *B, Py_ssize_t ldb, const float *bias,
+                       float *C, Py_ssize_t ldc)
     void dlfr_gemm_f64(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double *A,
-                       Py_ssize_t sa_r, Py_ssize_t sa_k, const double *B, Py_ssize_t ldb,
-                       const double *bias, double *C, Py_ssize_t ldc, int accumulate,
-                       double alpha)
+                       Py_ssize_t lda, const double *B, Py_ssize_t ldb, const double *bias,
+                       double *C, Py_ssize_t ldc)
+    void dlfr_gemm_update_f32(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float *A,
+                              Py_ssize_t lda, const float *B, Py_ssize_t ldb, float *C,
+                              Py_ssize_t ldc, float alpha)
+    void dlfr_gemm_update_f64(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double *A,
+                              Py_ssize_t lda, const double *B, Py_ssize_t ldb, double *C,
+                              Py_ssize_t ldc, double alpha)
     void dlfr_act_backward_f32(float *delta, const float *a, Py_ssize_t rows,
                                Py_ssize_t cols, Py_ssize_t ld, int act)
     void dlfr_act_backward_f64(double *delta, const double *a, Py_ssize_t rows,
@@ -188,13 +192,23 @@ cdef inline void _bias_act(floating *Y, Py_ssize_t rows, Py_ssize_t cols, Py_ssi
 
 
 cdef inline void _gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating *A,
-                       Py_ssize_t sa_r, Py_ssize_t sa_k, const floating *B, Py_ssize_t ldb,
-                       const floating *bias, floating *C, Py_ssize_t ldc, int accumulate,
-                       floating alpha) noexcept nogil:
+                       Py_ssize_t lda, const floating *B, Py_ssize_t ldb,
+                       const floating *bias, floating *C, Py_ssize_t ldc) noexcept nogil:
+    """C = A @ B + bias (dlfr's register-blocked GEMM; see _simd.h)."""
     if floating is float:
-        dlfr_gemm_f32(m, n, k, A, sa_r, sa_k, B, ldb, bias, C, ldc, accumulate, alpha)
+        dlfr_gemm_f32(m, n, k, A, lda, B, ldb, bias, C, ldc)
     else:
-        dlfr_gemm_f64(m, n, k, A, sa_r, sa_k, B, ldb, bias, C, ldc, accumulate, alpha)
+        dlfr_gemm_f64(m, n, k, A, lda, B, ldb, bias, C, ldc)
+
+
+cdef inline void _gemm_update(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating *A,
+                              Py_ssize_t lda, const floating *B, Py_ssize_t ldb, floating *C,
+                              Py_ssize_t ldc, floating alpha) noexcept nogil:
+    """C += alpha * A^T @ B, A being (k, m)."""
+    if floating is float:
+        dlfr_gemm_update_f32(m, n, k, A, lda, B, ldb, C, ldc, alpha)
+    else:
+        dlfr_gemm_update_f64(m, n, k, A, lda, B, ldb, C, ldc, alpha)
 
 
 cdef inline void _blas_gemm_rowmajor(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
@@ -233,7 +247,7 @@ cdef void _dense(const floating *X, const floating *W, const floating *b, floati
             memcpy(&out[r * n_out], b, n_out * sizeof(floating))
         _bias_act(out, n, n_out, n_out, <const floating *>NULL, act)
     elif n_out % DLFR_PANEL == 0 and n_out <= NARROW_MAX_:
-        _gemm(n, n_out, n_in, X, n_in, 1, W, n_out, b, out, n_out, 0, 1)
+        _gemm(n, n_out, n_in, X, n_in, W, n_out, b, out, n_out)
         _bias_act(out, n, n_out, n_out, <const floating *>NULL, act)
     else:
         _blas_gemm_rowmajor(n, n_out, n_in, X, n_in, W, n_out, out, n_out, 0)
@@ -468,7 +482,7 @@ cdef void _layer(Net *net, int l, Py_ssize_t rows, const floating *A, Py_ssize_t
     # included) unless softmax, whose sum must see the real columns only.
     cdef Py_ssize_t cols = net.n_out[l] if net.act[l] == DLFR_SOFTMAX else ld
     if net.n_out[l] <= NARROW_MAX_ or n_in == 0:
-        _gemm(rows, ld, n_in, A, lda, 1, W, ld, b, C, ld, 0, 1)
+        _gemm(rows, ld, n_in, A, lda, W, ld, b, C, ld)
         _bias_act(C, rows, cols, ld, <const floating *>NULL, net.act[l])
     else:
         _blas_gemm_rowmajor(rows, ld, n_in, A, lda, W, ld, C, ld, 0)
@@ -763,8 +777,8 @@ cdef void _train_epoch(Net *net, floating *work, Py_ssize_t batch, const floatin
                 # D[l-1] = D[l] @ W^T through a transposed copy, so the same
                 # register-blocked GEMM does it (the copy is 1/m of the update's work)
                 _transpose(W, net.n_in[l], net.n_out[l], net.ld[l], WT[l], net.ld[l - 1])
-                _gemm(m, net.ld[l - 1], net.n_out[l], D[l], net.ld[l], 1, WT[l],
-                      net.ld[l - 1], <const floating *>NULL, D[l - 1], net.ld[l - 1], 0, 1)
+                _gemm(m, net.ld[l - 1], net.n_out[l], D[l], net.ld[l], WT[l], net.ld[l - 1],
+                      <const floating *>NULL, D[l - 1], net.ld[l - 1])
                 _act_backward(D[l - 1], A[l - 1], m, net.n_out[l - 1], net.ld[l - 1],
                               net.act[l - 1])
                 A_prev = A[l - 1]
@@ -773,8 +787,8 @@ cdef void _train_epoch(Net *net, floating *work, Py_ssize_t batch, const floatin
                 A_prev = X_batch
                 lda = n_in
             # W += step * A_prev^T @ D: the gradient GEMM with the update folded in
-            _gemm(net.n_in[l], net.ld[l], m, A_prev, 1, lda, D[l], net.ld[l],
-                  <const floating *>NULL, W, net.ld[l], 1, step)
+            _gemm_update(net.n_in[l], net.ld[l], m, A_prev, lda, D[l], net.ld[l], W, net.ld[l],
+                         step)
             for j in range(net.n_out[l]):
                 colsum = 0
                 for r in range(m):

@@ -49,8 +49,10 @@
     void (*activate_##S)(const REAL *, REAL *, ptrdiff_t, int);                   \
     void (*bias_act_##S)(REAL *, ptrdiff_t, ptrdiff_t, ptrdiff_t, const REAL *, int); \
     void (*gemm_##S)(ptrdiff_t, ptrdiff_t, ptrdiff_t, const REAL *, ptrdiff_t,    \
-                     ptrdiff_t, const REAL *, ptrdiff_t, const REAL *, REAL *,     \
-                     ptrdiff_t, int, REAL);                                       \
+                     const REAL *, ptrdiff_t, const REAL *, REAL *, ptrdiff_t);    \
+    void (*gemm_update_##S)(ptrdiff_t, ptrdiff_t, ptrdiff_t, const REAL *,        \
+                            ptrdiff_t, const REAL *, ptrdiff_t, REAL *, ptrdiff_t, \
+                            REAL);                                                \
     void (*act_backward_##S)(REAL *, const REAL *, ptrdiff_t, ptrdiff_t, ptrdiff_t, int);
 
 struct dlfr_table {
@@ -60,7 +62,7 @@ struct dlfr_table {
 
 #define TABLE_ROW(S, T)                                                           \
     sigmoid_##S##_##T, sigmoid_prime_##S##_##T, sigmoid_backward_##S##_##T,       \
-        activate_##S##_##T, bias_act_##S##_##T, gemm_##S##_##T, \
+        activate_##S##_##T, bias_act_##S##_##T, gemm_##S##_##T, gemm_update_##S##_##T, \
         act_backward_##S##_##T
 
 static const struct dlfr_table table_generic = {TABLE_ROW(f32, generic), TABLE_ROW(f64, generic)};
@@ -125,10 +127,13 @@ const char *dlfr_simd_name(int level)
                            const REAL *b, int act)                                  \
     { table->bias_act_##S(Y, rows, cols, ldy, b, act); }                            \
     void dlfr_gemm_##S(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A,        \
-                       ptrdiff_t sa_r, ptrdiff_t sa_k, const REAL *B, ptrdiff_t ldb, \
-                       const REAL *bias, REAL *C, ptrdiff_t ldc, int accumulate,    \
-                       REAL alpha)                                                  \
-    { table->gemm_##S(m, n, k, A, sa_r, sa_k, B, ldb, bias, C, ldc, accumulate, alpha); } \
+                       ptrdiff_t lda, const REAL *B, ptrdiff_t ldb, const REAL *bias, \
+                       REAL *C, ptrdiff_t ldc)                                      \
+    { table->gemm_##S(m, n, k, A, lda, B, ldb, bias, C, ldc); }                     \
+    void dlfr_gemm_update_##S(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, \
+                              ptrdiff_t lda, const REAL *B, ptrdiff_t ldb, REAL *C, \
+                              ptrdiff_t ldc, REAL alpha)                            \
+    { table->gemm_update_##S(m, n, k, A, lda, B, ldb, C, ldc, alpha); }             \
     void dlfr_act_backward_##S(REAL *delta, const REAL *a, ptrdiff_t rows,          \
                                ptrdiff_t cols, ptrdiff_t ld, int act)               \
     { table->act_backward_##S(delta, a, rows, cols, ld, act); }

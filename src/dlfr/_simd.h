@@ -46,13 +46,17 @@ const char *dlfr_simd_name(int level);
     /* Y[r, :cols] = act(Y[r, :cols] + b) for each row; softmax is per row. */     \
     void dlfr_bias_act_##S(REAL *Y, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t ldy, \
                            const REAL *b, int act);                                \
-    /* C[i, :n] = bias + sum_k A[i*sa_r + k*sa_k] * B[k*ldb + :n]  (accumulate=0) \
-     * C[i, :n] += alpha * (same sum without bias)                 (accumulate=1) \
-     * n must be a multiple of DLFR_PANEL, ldb and ldc too.                    */  \
+    /* C[i, :n] = bias + sum_p A[i*lda + p] * B[p*ldb + :n]: C = A @ B + bias,  \
+     * the same arithmetic for a row whatever m (batch-invariant).            \
+     * n must be a multiple of DLFR_PANEL, ldb and ldc too; bias may be NULL. */ \
     void dlfr_gemm_##S(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A,       \
-                       ptrdiff_t sa_r, ptrdiff_t sa_k, const REAL *B, ptrdiff_t ldb,\
-                       const REAL *bias, REAL *C, ptrdiff_t ldc, int accumulate,   \
-                       REAL alpha);                                                \
+                       ptrdiff_t lda, const REAL *B, ptrdiff_t ldb,                \
+                       const REAL *bias, REAL *C, ptrdiff_t ldc);                  \
+    /* C[i, :n] += alpha * sum_p A[p*lda + i] * B[p*ldb + :n]: C += alpha A^T B, \
+     * A being (k, m) (the training update; same n, ldb, ldc rules).          */  \
+    void dlfr_gemm_update_##S(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A,\
+                              ptrdiff_t lda, const REAL *B, ptrdiff_t ldb, REAL *C, \
+                              ptrdiff_t ldc, REAL alpha);                          \
     /* delta[r, :cols] *= f'(.) of the layer's output a (row stride ld). */       \
     void dlfr_act_backward_##S(REAL *delta, const REAL *a, ptrdiff_t rows,         \
                                ptrdiff_t cols, ptrdiff_t ld, int act);

@@ -217,13 +217,17 @@ void FN(act_backward)(REAL *delta, const REAL *a, ptrdiff_t rows, ptrdiff_t cols
 
 /* ---- GEMM: register-blocked, DLFR_PANEL output columns at a time ----
  *
- * Batch invariance: every output element is the same arithmetic whatever
- * block its row falls in (and so whatever the batch size or how rows were
- * split into chunks, threads or dask blocks): bias + a fixed tree over S
- * partial sums, partial s taking the products p = s, s + S, s + 2S, ...
- * in order. Blocks differ only in how many rows share a load of B. S > 1
- * also gives a single row S independent FMA chains, so batch 1 is not
+ * Batch invariance (forward): every output element is the same arithmetic
+ * whatever block its row falls in (and so whatever the batch size or how
+ * rows were split into chunks, threads or dask blocks): bias + a fixed tree
+ * over S partial sums, partial s taking the products p = s, s + S, s + 2S,
+ * ... in order. Blocks differ only in how many rows share a load of B.
+ * S > 1 also gives a single row S independent FMA chains, so batch 1 is not
  * bound by the FMA latency.
+ *
+ * The loops over rows, partial sums and vectors have constant trip counts
+ * and are unrolled fully, so GCC keeps the accumulators in registers (an
+ * array indexed by a variable would live in memory).
  */
 
 #if VBYTES > 0
@@ -237,116 +241,159 @@ typedef REAL FN(vec_u) __attribute__((vector_size(VBYTES), aligned(sizeof(REAL))
  * registers); with AVX2's 16 registers there is room for one. */
 #define MR (8 / NV > 0 ? 8 / NV : 1)
 #define SPLIT (VBYTES == 64 ? 3 : 1)
-/* The training update (accumulate mode) need not be batch-invariant: it
- * keeps one partial sum, which amortises a block's set-up over its short k
- * (the mini-batch). */
+/* Rows per block of the training update: one partial sum, so AVX-512's 32
+ * registers hold twice the rows (16 accumulators). */
+#define UR (VBYTES == 64 ? 2 * MR : MR)
+#define UNROLL _Pragma("GCC unroll 16")
 
-/* C rows [0, R) x one panel. A row i starts at A + i*sa_r, steps sa_k.
- * Always inlined into the fixed-R wrappers below, so acc stays in registers. */
+/* C rows [0, R) x one panel = bias + A rows [0, R) @ B panel; row i of A
+ * starts at A + i*lda. Always inlined into the fixed-R wrappers below. */
 static inline __attribute__((always_inline)) void FN(micro)(
-    const int R, const int S, ptrdiff_t k, const REAL *A, ptrdiff_t sa_r, ptrdiff_t sa_k, const REAL *B,
-    ptrdiff_t ldb, const REAL *bias, REAL *C, ptrdiff_t ldc, int accumulate, REAL alpha)
+    const int R, const int S, ptrdiff_t k, const REAL *A, ptrdiff_t lda, const REAL *B,
+    ptrdiff_t ldb, const REAL *bias, REAL *C, ptrdiff_t ldc)
 {
     FN(vec) acc[R][S][NV];
-    const REAL *a[R];
-    for (int r = 0; r < R; r++) {
-        a[r] = A + r * sa_r;
-        for (int t = 0; t < S; t++)
-            for (int v = 0; v < NV; v++) acc[r][t][v] = (FN(vec)){0};
-    }
+    UNROLL for (int r = 0; r < R; r++)
+        UNROLL for (int t = 0; t < S; t++)
+            UNROLL for (int v = 0; v < NV; v++) acc[r][t][v] = (FN(vec)){0};
     ptrdiff_t p = 0;
     for (; p + S <= k; p += S)
-        for (int t = 0; t < S; t++) {
+        UNROLL for (int t = 0; t < S; t++) {
             FN(vec) bv[NV];
-            for (int v = 0; v < NV; v++)
+            UNROLL for (int v = 0; v < NV; v++)
                 bv[v] = *(const FN(vec_u) *)(B + (p + t) * ldb + v * VL);
-            for (int r = 0; r < R; r++) {
-                REAL x = a[r][(p + t) * sa_k];
-                for (int v = 0; v < NV; v++) acc[r][t][v] += x * bv[v];
+            UNROLL for (int r = 0; r < R; r++) {
+                REAL x = A[r * lda + p + t];
+                UNROLL for (int v = 0; v < NV; v++) acc[r][t][v] += x * bv[v];
             }
         }
-    for (int t = 0; p < k; p++, t++) /* k % SPLIT leftover products */
-        for (int r = 0; r < R; r++) {
-            REAL x = a[r][p * sa_k];
-            for (int v = 0; v < NV; v++)
-                acc[r][t][v] += x * *(const FN(vec_u) *)(B + p * ldb + v * VL);
-        }
-    for (int r = 0; r < R; r++)
-        for (int v = 0; v < NV; v++) {
+    /* the k % S leftover products, partial t taking product p + t */
+    UNROLL for (int t = 0; t < S - 1; t++)
+        if (p + t < k)
+            UNROLL for (int r = 0; r < R; r++) {
+                REAL x = A[r * lda + p + t];
+                UNROLL for (int v = 0; v < NV; v++)
+                    acc[r][t][v] += x * *(const FN(vec_u) *)(B + (p + t) * ldb + v * VL);
+            }
+    UNROLL for (int r = 0; r < R; r++)
+        UNROLL for (int v = 0; v < NV; v++) {
             FN(vec) sum = acc[r][0][v]; /* the fixed tree over the partial sums */
             if (S == 3)
                 sum = (acc[r][0][v] + acc[r][1][v]) + acc[r][2][v];
             FN(vec_u) *c = (FN(vec_u) *)(C + r * ldc + v * VL);
-            if (accumulate)
-                *c += alpha * sum;
-            else
-                *c = bias ? sum + *(const FN(vec_u) *)(bias + v * VL) : sum;
+            *c = bias ? sum + *(const FN(vec_u) *)(bias + v * VL) : sum;
         }
 }
 
-#define MICRO_WRAPPER(NAME, ROWS, SPLITS)                                                \
-    static __attribute__((noinline)) void FN(NAME)(                                      \
-        ptrdiff_t k, const REAL *A, ptrdiff_t sa_r, ptrdiff_t sa_k, const REAL *B,       \
-        ptrdiff_t ldb, const REAL *bias, REAL *C, ptrdiff_t ldc, int accumulate, REAL alpha) \
-    {                                                                                    \
-        FN(micro)(ROWS, SPLITS, k, A, sa_r, sa_k, B, ldb, bias, C, ldc, accumulate, alpha); \
-    }
-MICRO_WRAPPER(micro_mr, MR, SPLIT)
-MICRO_WRAPPER(micro_4, 4 < MR ? 4 : 1, SPLIT)
-MICRO_WRAPPER(micro_2, 2 < MR ? 2 : 1, SPLIT)
-MICRO_WRAPPER(micro_1, 1, SPLIT)
-MICRO_WRAPPER(update_mr, MR, 1)
-MICRO_WRAPPER(update_4, 4 < MR ? 4 : 1, 1)
-MICRO_WRAPPER(update_1, 1, 1)
-#undef MICRO_WRAPPER
-
-typedef void (*FN(micro_fn))(ptrdiff_t, const REAL *, ptrdiff_t, ptrdiff_t, const REAL *,
-                             ptrdiff_t, const REAL *, REAL *, ptrdiff_t, int, REAL);
-
-void FN(gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t sa_r,
-              ptrdiff_t sa_k, const REAL *B, ptrdiff_t ldb, const REAL *bias, REAL *C,
-              ptrdiff_t ldc, int accumulate, REAL alpha)
+/* C rows [0, R) x one panel += alpha * (A^T @ B): A is (k, m) with row stride
+ * lda, so C's row i takes column i of A (R consecutive floats of each row p).
+ * The training update: k is the mini-batch, short, so one partial sum per
+ * element, and up to UR rows share each load of B. */
+static inline __attribute__((always_inline)) void FN(update_micro)(
+    const int R, ptrdiff_t k, const REAL *A, ptrdiff_t lda, const REAL *B, ptrdiff_t ldb,
+    REAL *C, ptrdiff_t ldc, REAL alpha)
 {
-    /* full blocks, then the rest in blocks of 4, 2 and 1 rows */
-    const FN(micro_fn) forward[4] = {FN(micro_mr), FN(micro_4), FN(micro_2), FN(micro_1)};
-    const int forward_rows[4] = {MR, 4 < MR ? 4 : 1, 2 < MR ? 2 : 1, 1};
-    const FN(micro_fn) update[4] = {FN(update_mr), FN(update_4), FN(update_1), FN(update_1)};
-    const int update_rows[4] = {MR, 4 < MR ? 4 : 1, 1, 1};
-    const FN(micro_fn) *kernels = accumulate ? update : forward;
-    const int *rows = accumulate ? update_rows : forward_rows;
+    FN(vec) acc[R][NV];
+    UNROLL for (int r = 0; r < R; r++)
+        UNROLL for (int v = 0; v < NV; v++) acc[r][v] = (FN(vec)){0};
+    for (ptrdiff_t p = 0; p < k; p++) {
+        FN(vec) bv[NV];
+        UNROLL for (int v = 0; v < NV; v++) bv[v] = *(const FN(vec_u) *)(B + p * ldb + v * VL);
+        UNROLL for (int r = 0; r < R; r++) {
+            REAL x = A[p * lda + r];
+            UNROLL for (int v = 0; v < NV; v++) acc[r][v] += x * bv[v];
+        }
+    }
+    UNROLL for (int r = 0; r < R; r++)
+        UNROLL for (int v = 0; v < NV; v++) *(FN(vec_u) *)(C + r * ldc + v * VL) += alpha * acc[r][v];
+}
+
+#define FORWARD_WRAPPER(ROWS)                                                           \
+    static __attribute__((noinline)) void FN(micro_##ROWS)(                             \
+        ptrdiff_t k, const REAL *A, ptrdiff_t lda, const REAL *B, ptrdiff_t ldb,        \
+        const REAL *bias, REAL *C, ptrdiff_t ldc)                                       \
+    {                                                                                   \
+        FN(micro)(ROWS < MR ? ROWS : MR, SPLIT, k, A, lda, B, ldb, bias, C, ldc);       \
+    }
+#define UPDATE_WRAPPER(ROWS)                                                            \
+    static __attribute__((noinline)) void FN(update_##ROWS)(                            \
+        ptrdiff_t k, const REAL *A, ptrdiff_t lda, const REAL *B, ptrdiff_t ldb,        \
+        REAL *C, ptrdiff_t ldc, REAL alpha)                                             \
+    {                                                                                   \
+        FN(update_micro)(ROWS < UR ? ROWS : UR, k, A, lda, B, ldb, C, ldc, alpha); \
+    }
+FORWARD_WRAPPER(8) FORWARD_WRAPPER(4) FORWARD_WRAPPER(2) FORWARD_WRAPPER(1)
+UPDATE_WRAPPER(16) UPDATE_WRAPPER(8) UPDATE_WRAPPER(4) UPDATE_WRAPPER(1)
+#undef FORWARD_WRAPPER
+#undef UPDATE_WRAPPER
+
+void FN(gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t lda,
+              const REAL *B, ptrdiff_t ldb, const REAL *bias, REAL *C, ptrdiff_t ldc)
+{
+    /* full blocks of MR rows, then the rest in blocks of 4, 2 and 1 rows (each
+     * clamped to MR, so a block never exceeds the registers) */
+    typedef void (*kernel)(ptrdiff_t, const REAL *, ptrdiff_t, const REAL *, ptrdiff_t,
+                           const REAL *, REAL *, ptrdiff_t);
+    const kernel kernels[4] = {FN(micro_8), FN(micro_4), FN(micro_2), FN(micro_1)};
+    const int rows[4] = {MR, 4 < MR ? 4 : MR, 2 < MR ? 2 : MR, 1};
     ptrdiff_t i = 0;
     for (int b = 0; b < 4; b++)
         for (; i + rows[b] <= m; i += rows[b])
             for (ptrdiff_t j = 0; j < n; j += DLFR_PANEL)
-                kernels[b](k, A + i * sa_r, sa_r, sa_k, B + j, ldb, bias ? bias + j : NULL,
-                           C + i * ldc + j, ldc, accumulate, alpha);
+                kernels[b](k, A + i * lda, lda, B + j, ldb, bias ? bias + j : NULL,
+                           C + i * ldc + j, ldc);
+}
+
+void FN(gemm_update)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t lda,
+                     const REAL *B, ptrdiff_t ldb, REAL *C, ptrdiff_t ldc, REAL alpha)
+{
+    typedef void (*kernel)(ptrdiff_t, const REAL *, ptrdiff_t, const REAL *, ptrdiff_t,
+                           REAL *, ptrdiff_t, REAL);
+    const kernel kernels[4] = {FN(update_16), FN(update_8), FN(update_4), FN(update_1)};
+    const int rows[4] = {UR, 8 < UR ? 8 : UR, 4 < UR ? 4 : UR, 1};
+    ptrdiff_t i = 0;
+    for (int b = 0; b < 4; b++)
+        for (; i + rows[b] <= m; i += rows[b])
+            for (ptrdiff_t j = 0; j < n; j += DLFR_PANEL)
+                kernels[b](k, A + i, lda, B + j, ldb, C + i * ldc + j, ldc, alpha);
 }
 
 #else /* plain C (MSVC): one row at a time, 4 partial sums; batch-invariant too */
 #define SPLIT 4
-void FN(gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t sa_r,
-              ptrdiff_t sa_k, const REAL *B, ptrdiff_t ldb, const REAL *bias, REAL *C,
-              ptrdiff_t ldc, int accumulate, REAL alpha)
+void FN(gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t lda,
+              const REAL *B, ptrdiff_t ldb, const REAL *bias, REAL *C, ptrdiff_t ldc)
 {
     for (ptrdiff_t i = 0; i < m; i++)
         for (ptrdiff_t j = 0; j < n; j += DLFR_PANEL) {
             REAL acc[SPLIT][DLFR_PANEL] = {{0}};
             for (ptrdiff_t p = 0; p < k; p++) {
-                REAL x = A[i * sa_r + p * sa_k];
+                REAL x = A[i * lda + p];
                 for (int l = 0; l < DLFR_PANEL; l++) acc[p % SPLIT][l] += x * B[p * ldb + j + l];
             }
             for (int l = 0; l < DLFR_PANEL; l++) {
                 REAL sum = (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]);
-                REAL *c = C + i * ldc + j + l;
-                if (accumulate)
-                    *c += alpha * sum;
-                else
-                    *c = bias ? sum + bias[j + l] : sum;
+                C[i * ldc + j + l] = bias ? sum + bias[j + l] : sum;
             }
+        }
+}
+
+void FN(gemm_update)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t lda,
+                     const REAL *B, ptrdiff_t ldb, REAL *C, ptrdiff_t ldc, REAL alpha)
+{
+    for (ptrdiff_t i = 0; i < m; i++)
+        for (ptrdiff_t j = 0; j < n; j += DLFR_PANEL) {
+            REAL acc[DLFR_PANEL] = {0};
+            for (ptrdiff_t p = 0; p < k; p++) {
+                REAL x = A[p * lda + i];
+                for (int l = 0; l < DLFR_PANEL; l++) acc[l] += x * B[p * ldb + j + l];
+            }
+            for (int l = 0; l < DLFR_PANEL; l++) C[i * ldc + j + l] += alpha * acc[l];
         }
 }
 #endif
 
+#undef UNROLL
+#undef UR
 #undef MR
 #undef SPLIT
 #undef NV
