@@ -17,8 +17,6 @@ from cpython.buffer cimport (PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE,
                              PyBuffer_Release, PyObject_GetBuffer)
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.float cimport DBL_MIN
-from libc.math cimport log
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
@@ -42,6 +40,13 @@ cdef extern from "_simd.h" nogil:
         DLFR_RELU
         DLFR_STEP
         DLFR_SOFTMAX
+    enum:
+        DLFR_MSE
+        DLFR_CROSS_ENTROPY
+    struct dlfr_prefetch:
+        const char *base
+        const int64_t *index
+        Py_ssize_t rows, row_bytes
     int dlfr_simd_supported()
     int dlfr_simd_select(int level)
     int dlfr_simd_level()
@@ -67,14 +72,24 @@ cdef extern from "_simd.h" nogil:
                        double *C, Py_ssize_t ldc)
     void dlfr_gemm_update_f32(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float *A,
                               Py_ssize_t lda, const float *B, Py_ssize_t ldb, float *C,
-                              Py_ssize_t ldc, float alpha)
+                              Py_ssize_t ldc, float alpha, const dlfr_prefetch *ahead)
     void dlfr_gemm_update_f64(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double *A,
                               Py_ssize_t lda, const double *B, Py_ssize_t ldb, double *C,
-                              Py_ssize_t ldc, double alpha)
+                              Py_ssize_t ldc, double alpha, const dlfr_prefetch *ahead)
     void dlfr_act_backward_f32(float *delta, const float *a, Py_ssize_t rows,
                                Py_ssize_t cols, Py_ssize_t ld, int act)
     void dlfr_act_backward_f64(double *delta, const double *a, Py_ssize_t rows,
                                Py_ssize_t cols, Py_ssize_t ld, int act)
+    double dlfr_output_delta_f32(const float *A, const float *Y, float *D, Py_ssize_t rows,
+                                 Py_ssize_t n_out, Py_ssize_t ld, int act, int loss,
+                                 Py_ssize_t *hits)
+    double dlfr_output_delta_f64(const double *A, const double *Y, double *D, Py_ssize_t rows,
+                                 Py_ssize_t n_out, Py_ssize_t ld, int act, int loss,
+                                 Py_ssize_t *hits)
+    void dlfr_bias_update_f32(float *b, const float *D, Py_ssize_t rows, Py_ssize_t cols,
+                              Py_ssize_t ld, float alpha)
+    void dlfr_bias_update_f64(double *b, const double *D, Py_ssize_t rows, Py_ssize_t cols,
+                              Py_ssize_t ld, double alpha)
 
 
 # Activation codes shared with the C kernels (enum dlfr_activation).
@@ -203,12 +218,13 @@ cdef inline void _gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating 
 
 cdef inline void _gemm_update(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating *A,
                               Py_ssize_t lda, const floating *B, Py_ssize_t ldb, floating *C,
-                              Py_ssize_t ldc, floating alpha) noexcept nogil:
-    """C += alpha * A^T @ B, A being (k, m)."""
+                              Py_ssize_t ldc, floating alpha,
+                              const dlfr_prefetch *ahead) noexcept nogil:
+    """C += alpha * A^T @ B, A being (k, m), prefetching ``ahead`` (may be NULL)."""
     if floating is float:
-        dlfr_gemm_update_f32(m, n, k, A, lda, B, ldb, C, ldc, alpha)
+        dlfr_gemm_update_f32(m, n, k, A, lda, B, ldb, C, ldc, alpha, ahead)
     else:
-        dlfr_gemm_update_f64(m, n, k, A, lda, B, ldb, C, ldc, alpha)
+        dlfr_gemm_update_f64(m, n, k, A, lda, B, ldb, C, ldc, alpha, ahead)
 
 
 cdef inline void _blas_gemm_rowmajor(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
@@ -653,50 +669,28 @@ cdef int _thread_count(object n_threads) except -1:
 
 # ---- training: one epoch of mini-batch SGD per call ----
 
-LOSS_MSE = 0
-LOSS_CROSS_ENTROPY = 1
+LOSS_MSE = DLFR_MSE
+LOSS_CROSS_ENTROPY = DLFR_CROSS_ENTROPY
 
 
-cdef inline double _safe_log(double x) noexcept nogil:
-    return log(x if x > DBL_MIN else DBL_MIN)
-
-
-cdef void _output_delta(Net *net, Py_ssize_t m, const floating *A, const floating *Y,
-                        floating *D, int loss, double *loss_sum,
-                        Py_ssize_t *correct) noexcept nogil:
-    """D = dC/dz of the output layer for each row; adds up loss and hits."""
+cdef inline double _output_delta(Net *net, Py_ssize_t m, const floating *A, const floating *Y,
+                                 floating *D, int loss, Py_ssize_t *correct) noexcept nogil:
+    """D = dC/dz of the output layer for each row; returns the summed cost."""
     cdef int L = net.n_layers - 1
-    cdef Py_ssize_t n_out = net.n_out[L], ld = net.ld[L], r, j, best_a, best_y
-    cdef const floating *a
-    cdef const floating *y
-    cdef floating *d
-    cdef double total = 0, diff
-    for r in range(m):
-        a = A + r * ld
-        y = Y + r * n_out
-        d = D + r * ld
-        best_a = 0
-        best_y = 0
-        for j in range(n_out):
-            d[j] = a[j] - y[j]
-            if loss == 0:
-                diff = a[j] - y[j]
-                total += 0.5 * diff * diff
-            elif net.act[L] == DLFR_SOFTMAX:
-                total -= y[j] * _safe_log(a[j])
-            else:
-                total -= y[j] * _safe_log(a[j]) + (1 - y[j]) * _safe_log(1 - a[j])
-            if a[j] > a[best_a]:
-                best_a = j
-            if y[j] > y[best_y]:
-                best_y = j
-        if n_out == 1:
-            correct[0] += (a[0] >= 0.5) == (y[0] >= 0.5)
-        else:
-            correct[0] += best_a == best_y
-    loss_sum[0] += total
-    if loss == 0:  # the quadratic cost also goes through the output activation
-        _act_backward(D, A, m, n_out, ld, net.act[L])
+    if floating is float:
+        return dlfr_output_delta_f32(A, Y, D, m, net.n_out[L], net.ld[L], net.act[L], loss,
+                                     correct)
+    else:
+        return dlfr_output_delta_f64(A, Y, D, m, net.n_out[L], net.ld[L], net.act[L], loss,
+                                     correct)
+
+
+cdef inline void _bias_update(floating *b, const floating *D, Py_ssize_t rows, Py_ssize_t cols,
+                              Py_ssize_t ld, floating alpha) noexcept nogil:
+    if floating is float:
+        dlfr_bias_update_f32(b, D, rows, cols, ld, alpha)
+    else:
+        dlfr_bias_update_f64(b, D, rows, cols, ld, alpha)
 
 
 cdef inline void _act_backward(floating *D, const floating *A, Py_ssize_t rows, Py_ssize_t cols,
@@ -729,7 +723,7 @@ cdef void _train_epoch(Net *net, floating *work, Py_ssize_t batch, const floatin
                        int loss, double *loss_sum, Py_ssize_t *correct) noexcept nogil:
     cdef int L = net.n_layers, l
     cdef Py_ssize_t n_in = net.n_in[0], n_out = net.n_out[L - 1]
-    cdef Py_ssize_t s = 0, m, r, j, lda
+    cdef Py_ssize_t s = 0, m, r, lda
     cdef floating *Xb = work
     cdef floating *Yb = Xb + batch * n_in
     cdef floating *A[MAX_LAYERS]
@@ -741,7 +735,8 @@ cdef void _train_epoch(Net *net, floating *work, Py_ssize_t batch, const floatin
     cdef const floating *A_prev
     cdef const floating *X_batch
     cdef const floating *Y_batch
-    cdef floating step, colsum
+    cdef floating step
+    cdef dlfr_prefetch next_rows  # the next batch's input rows
     for l in range(L):
         A[l] = p
         D[l] = p + batch * net.ld[l]
@@ -749,8 +744,12 @@ cdef void _train_epoch(Net *net, floating *work, Py_ssize_t batch, const floatin
     for l in range(1, L):
         WT[l] = p  # W[l] transposed (ld[l] x ld[l-1]); padding stays zero
         p += net.ld[l] * net.ld[l - 1]
+    next_rows.base = <const char *>X
+    next_rows.row_bytes = n_in * sizeof(floating)
     while s < n:
         m = min(batch, n - s)
+        next_rows.index = order + s + m
+        next_rows.rows = min(batch, n - s - m)
         step = -lr / m  # the gradient is the mean over the mini-batch
         X_batch = X + order[s] * n_in
         Y_batch = Y + order[s] * n_out
@@ -768,7 +767,7 @@ cdef void _train_epoch(Net *net, floating *work, Py_ssize_t batch, const floatin
             _layer(net, l, m, A_prev, lda, A[l])
             A_prev = A[l]
             lda = net.ld[l]
-        _output_delta(net, m, A[L - 1], Y_batch, D[L - 1], loss, loss_sum, correct)
+        loss_sum[0] += _output_delta(net, m, A[L - 1], Y_batch, D[L - 1], loss, correct)
         # backward: each delta goes through W^T before W takes its step
         for l in range(L - 1, -1, -1):
             W = <floating *>net.W[l]
@@ -787,13 +786,10 @@ cdef void _train_epoch(Net *net, floating *work, Py_ssize_t batch, const floatin
                 A_prev = X_batch
                 lda = n_in
             # W += step * A_prev^T @ D: the gradient GEMM with the update folded in
+            # the input layer's update also fetches the next batch's rows from memory
             _gemm_update(net.n_in[l], net.ld[l], m, A_prev, lda, D[l], net.ld[l], W, net.ld[l],
-                         step)
-            for j in range(net.n_out[l]):
-                colsum = 0
-                for r in range(m):
-                    colsum += D[l][r * net.ld[l] + j]
-                b[j] += step * colsum
+                         step, &next_rows if l == 0 else NULL)
+            _bias_update(b, D[l], m, net.n_out[l], net.ld[l], step)
         s += m
 
 

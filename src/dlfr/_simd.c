@@ -2,6 +2,7 @@
  * dispatches to the best one the CPU has. See _simd.h. */
 #include "_simd.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 
@@ -16,6 +17,38 @@
 #else
 #define DLFR_VBYTES_GENERIC 0 /* MSVC: plain C loops, auto-vectorised */
 #endif
+
+/* ---- prefetching ahead (struct dlfr_prefetch), a cache line at a time ---- */
+
+#define DLFR_LINE 64
+
+struct prefetch_cursor {
+    ptrdiff_t row, offset;
+};
+
+static ptrdiff_t prefetch_lines(const struct dlfr_prefetch *ahead)
+{
+    return ahead->rows * ((ahead->row_bytes + DLFR_LINE - 1) / DLFR_LINE);
+}
+
+/* Prefetch the next `lines` lines of ahead's rows from *at on (none past the end). */
+static void prefetch_next(const struct dlfr_prefetch *ahead, struct prefetch_cursor *at,
+                          ptrdiff_t lines)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    for (; lines > 0 && at->row < ahead->rows; lines--) {
+        ptrdiff_t r = ahead->index ? (ptrdiff_t)ahead->index[at->row] : at->row;
+        __builtin_prefetch(ahead->base + r * ahead->row_bytes + at->offset, 0, 3);
+        at->offset += DLFR_LINE;
+        if (at->offset >= ahead->row_bytes) {
+            at->offset = 0;
+            at->row++;
+        }
+    }
+#else
+    (void)ahead, (void)at, (void)lines;
+#endif
+}
 
 /* ---- instantiations: every dtype on every instruction set ---- */
 #define REAL float
@@ -52,8 +85,11 @@
                      const REAL *, ptrdiff_t, const REAL *, REAL *, ptrdiff_t);    \
     void (*gemm_update_##S)(ptrdiff_t, ptrdiff_t, ptrdiff_t, const REAL *,        \
                             ptrdiff_t, const REAL *, ptrdiff_t, REAL *, ptrdiff_t, \
-                            REAL);                                                \
-    void (*act_backward_##S)(REAL *, const REAL *, ptrdiff_t, ptrdiff_t, ptrdiff_t, int);
+                            REAL, const struct dlfr_prefetch *);                  \
+    void (*act_backward_##S)(REAL *, const REAL *, ptrdiff_t, ptrdiff_t, ptrdiff_t, int);  \
+    double (*output_delta_##S)(const REAL *, const REAL *, REAL *, ptrdiff_t, ptrdiff_t,  \
+                               ptrdiff_t, int, int, ptrdiff_t *);                    \
+    void (*bias_update_##S)(REAL *, const REAL *, ptrdiff_t, ptrdiff_t, ptrdiff_t, REAL);
 
 struct dlfr_table {
     TABLE_FIELDS(float, f32)
@@ -63,7 +99,7 @@ struct dlfr_table {
 #define TABLE_ROW(S, T)                                                           \
     sigmoid_##S##_##T, sigmoid_prime_##S##_##T, sigmoid_backward_##S##_##T,       \
         activate_##S##_##T, bias_act_##S##_##T, gemm_##S##_##T, gemm_update_##S##_##T, \
-        act_backward_##S##_##T
+        act_backward_##S##_##T, output_delta_##S##_##T, bias_update_##S##_##T
 
 static const struct dlfr_table table_generic = {TABLE_ROW(f32, generic), TABLE_ROW(f64, generic)};
 #if DLFR_X86_DISPATCH
@@ -132,11 +168,19 @@ const char *dlfr_simd_name(int level)
     { table->gemm_##S(m, n, k, A, lda, B, ldb, bias, C, ldc); }                     \
     void dlfr_gemm_update_##S(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, \
                               ptrdiff_t lda, const REAL *B, ptrdiff_t ldb, REAL *C, \
-                              ptrdiff_t ldc, REAL alpha)                            \
-    { table->gemm_update_##S(m, n, k, A, lda, B, ldb, C, ldc, alpha); }             \
+                              ptrdiff_t ldc, REAL alpha,                            \
+                              const struct dlfr_prefetch *ahead)                    \
+    { table->gemm_update_##S(m, n, k, A, lda, B, ldb, C, ldc, alpha, ahead); }      \
     void dlfr_act_backward_##S(REAL *delta, const REAL *a, ptrdiff_t rows,          \
                                ptrdiff_t cols, ptrdiff_t ld, int act)               \
-    { table->act_backward_##S(delta, a, rows, cols, ld, act); }
+    { table->act_backward_##S(delta, a, rows, cols, ld, act); }                \
+    double dlfr_output_delta_##S(const REAL *A, const REAL *Y, REAL *D,             \
+                                 ptrdiff_t rows, ptrdiff_t n_out, ptrdiff_t ld,     \
+                                 int act, int loss, ptrdiff_t *hits)                \
+    { return table->output_delta_##S(A, Y, D, rows, n_out, ld, act, loss, hits); }  \
+    void dlfr_bias_update_##S(REAL *b, const REAL *D, ptrdiff_t rows, ptrdiff_t cols, \
+                              ptrdiff_t ld, REAL alpha)                             \
+    { table->bias_update_##S(b, D, rows, cols, ld, alpha); }
 
 ENTRY_POINTS(float, f32)
 ENTRY_POINTS(double, f64)

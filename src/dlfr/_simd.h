@@ -16,6 +16,7 @@
 #define DLFR_SIMD_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define DLFR_PANEL 16
 
@@ -26,6 +27,17 @@ enum dlfr_activation {
     DLFR_RELU = 3,
     DLFR_STEP = 4,
     DLFR_SOFTMAX = 5
+};
+
+enum dlfr_loss { DLFR_MSE = 0, DLFR_CROSS_ENTROPY = 1 };
+
+/* Rows a kernel should bring toward the cache while it computes (the next
+ * mini-batch's inputs, so that its forward pass does not wait on memory):
+ * row r starts at base + (index ? index[r] : r) * row_bytes. */
+struct dlfr_prefetch {
+    const char *base;
+    const int64_t *index;
+    ptrdiff_t rows, row_bytes;
 };
 
 enum dlfr_simd_level { DLFR_GENERIC = 0, DLFR_AVX2 = 1, DLFR_AVX512 = 2 };
@@ -53,13 +65,25 @@ const char *dlfr_simd_name(int level);
                        ptrdiff_t lda, const REAL *B, ptrdiff_t ldb,                \
                        const REAL *bias, REAL *C, ptrdiff_t ldc);                  \
     /* C[i, :n] += alpha * sum_p A[p*lda + i] * B[p*ldb + :n]: C += alpha A^T B, \
-     * A being (k, m) (the training update; same n, ldb, ldc rules).          */  \
+     * A being (k, m) (the training update; same n, ldb, ldc rules); ahead    \
+     * (may be NULL) is prefetched a little per block.                        */  \
     void dlfr_gemm_update_##S(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A,\
                               ptrdiff_t lda, const REAL *B, ptrdiff_t ldb, REAL *C, \
-                              ptrdiff_t ldc, REAL alpha);                          \
+                              ptrdiff_t ldc, REAL alpha,                           \
+                              const struct dlfr_prefetch *ahead);                  \
     /* delta[r, :cols] *= f'(.) of the layer's output a (row stride ld). */       \
     void dlfr_act_backward_##S(REAL *delta, const REAL *a, ptrdiff_t rows,         \
-                               ptrdiff_t cols, ptrdiff_t ld, int act);
+                               ptrdiff_t cols, ptrdiff_t ld, int act);             \
+    /* Output layer of a training step: D[r, :n_out] = dC/dz from outputs A     \
+     * (stride ld) and targets Y (stride n_out); returns the summed cost and   \
+     * adds to *hits the rows whose label (first argmax, or a >= 0.5 for one    \
+     * output) is the target's. D's padding columns are left as they are.    */ \
+    double dlfr_output_delta_##S(const REAL *A, const REAL *Y, REAL *D,             \
+                                 ptrdiff_t rows, ptrdiff_t n_out, ptrdiff_t ld,     \
+                                 int act, int loss, ptrdiff_t *hits);              \
+    /* b[:cols] += alpha * (column sums of D[:rows, :cols], row stride ld). */     \
+    void dlfr_bias_update_##S(REAL *b, const REAL *D, ptrdiff_t rows, ptrdiff_t cols, \
+                              ptrdiff_t ld, REAL alpha);
 
 DLFR_DECLARE(float, f32)
 DLFR_DECLARE(double, f64)

@@ -215,6 +215,67 @@ void FN(act_backward)(REAL *delta, const REAL *a, ptrdiff_t rows, ptrdiff_t cols
     }
 }
 
+/* ---- training: the output layer's delta, the bias step ---- */
+
+static inline double FN(safe_log)(double x) { return log(x > DBL_MIN ? x : DBL_MIN); }
+
+double FN(output_delta)(const REAL *A, const REAL *Y, REAL *D, ptrdiff_t rows, ptrdiff_t n_out,
+                        ptrdiff_t ld, int act, int loss, ptrdiff_t *hits)
+{
+    double total = 0;
+    ptrdiff_t correct = 0;
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const REAL *a = A + r * ld, *y = Y + r * n_out;
+        REAL *d = D + r * ld;
+        double row = 0;
+        SIMD_LOOP
+        for (ptrdiff_t j = 0; j < n_out; j++) d[j] = a[j] - y[j];
+        if (loss == DLFR_MSE)
+            for (ptrdiff_t j = 0; j < n_out; j++) row += 0.5 * (double)d[j] * d[j];
+        else if (act == DLFR_SOFTMAX)
+            for (ptrdiff_t j = 0; j < n_out; j++) row -= y[j] * FN(safe_log)(a[j]);
+        else
+            for (ptrdiff_t j = 0; j < n_out; j++)
+                row -= y[j] * FN(safe_log)(a[j]) + (1 - y[j]) * FN(safe_log)(1 - (double)a[j]);
+        total += row;
+        if (n_out == 1) {
+            correct += (a[0] >= (REAL)0.5) == (y[0] >= (REAL)0.5);
+            continue;
+        }
+        /* first maxima of a and y, without data-dependent branches */
+        ptrdiff_t best_a = 0, best_y = 0;
+        REAL max_a = a[0], max_y = y[0];
+        for (ptrdiff_t j = 1; j < n_out; j++) {
+            best_a = a[j] > max_a ? j : best_a;
+            max_a = a[j] > max_a ? a[j] : max_a;
+            best_y = y[j] > max_y ? j : best_y;
+            max_y = y[j] > max_y ? y[j] : max_y;
+        }
+        correct += best_a == best_y;
+    }
+    /* the quadratic cost also goes through the output activation */
+    if (loss == DLFR_MSE) FN(act_backward)(D, A, rows, n_out, ld, act);
+    *hits += correct;
+    return total;
+}
+
+void FN(bias_update)(REAL *b, const REAL *D, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t ld,
+                     REAL alpha)
+{
+    enum { BLOCK = 64 }; /* columns summed at a time, in a vectorised pass per row */
+    for (ptrdiff_t j0 = 0; j0 < cols; j0 += BLOCK) {
+        ptrdiff_t w = cols - j0 < BLOCK ? cols - j0 : BLOCK;
+        REAL sum[BLOCK] = {0};
+        for (ptrdiff_t r = 0; r < rows; r++) {
+            const REAL *d = D + r * ld + j0;
+            SIMD_LOOP
+            for (ptrdiff_t j = 0; j < w; j++) sum[j] += d[j];
+        }
+        SIMD_LOOP
+        for (ptrdiff_t j = 0; j < w; j++) b[j0 + j] += alpha * sum[j];
+    }
+}
+
 /* ---- GEMM: register-blocked, DLFR_PANEL output columns at a time ----
  *
  * Batch invariance (forward): every output element is the same arithmetic
@@ -345,17 +406,25 @@ void FN(gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t ld
 }
 
 void FN(gemm_update)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t lda,
-                     const REAL *B, ptrdiff_t ldb, REAL *C, ptrdiff_t ldc, REAL alpha)
+                     const REAL *B, ptrdiff_t ldb, REAL *C, ptrdiff_t ldc, REAL alpha,
+                     const struct dlfr_prefetch *ahead)
 {
     typedef void (*kernel)(ptrdiff_t, const REAL *, ptrdiff_t, const REAL *, ptrdiff_t,
                            REAL *, ptrdiff_t, REAL);
     const kernel kernels[4] = {FN(update_16), FN(update_8), FN(update_4), FN(update_1)};
     const int rows[4] = {UR, 8 < UR ? 8 : UR, 4 < UR ? 4 : UR, 1};
+    /* the prefetches spread evenly over the blocks: a few at a time keep
+     * memory busy while this compute-bound loop runs (all at once, most
+     * would be dropped) */
+    struct prefetch_cursor ahead_at = {0, 0};
+    ptrdiff_t lines_per_block = ahead ? prefetch_lines(ahead) / (m / UR + 1) + 1 : 0;
     ptrdiff_t i = 0;
     for (int b = 0; b < 4; b++)
-        for (; i + rows[b] <= m; i += rows[b])
+        for (; i + rows[b] <= m; i += rows[b]) {
+            if (ahead) prefetch_next(ahead, &ahead_at, lines_per_block);
             for (ptrdiff_t j = 0; j < n; j += DLFR_PANEL)
                 kernels[b](k, A + i, lda, B + j, ldb, C + i * ldc + j, ldc, alpha);
+        }
 }
 
 #else /* plain C (MSVC): one row at a time, 4 partial sums; batch-invariant too */
@@ -378,8 +447,10 @@ void FN(gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t ld
 }
 
 void FN(gemm_update)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t lda,
-                     const REAL *B, ptrdiff_t ldb, REAL *C, ptrdiff_t ldc, REAL alpha)
+                     const REAL *B, ptrdiff_t ldb, REAL *C, ptrdiff_t ldc, REAL alpha,
+                     const struct dlfr_prefetch *ahead)
 {
+    (void)ahead; /* no prefetch instruction in plain C */
     for (ptrdiff_t i = 0; i < m; i++)
         for (ptrdiff_t j = 0; j < n; j += DLFR_PANEL) {
             REAL acc[DLFR_PANEL] = {0};
