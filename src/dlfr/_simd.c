@@ -31,16 +31,21 @@ static ptrdiff_t prefetch_lines(const struct dlfr_prefetch *ahead)
     return ahead->rows * ((ahead->row_bytes + DLFR_LINE - 1) / DLFR_LINE);
 }
 
-/* Prefetch the next `lines` lines of ahead's rows from *at on (none past the end). */
+/* Prefetch the next `lines` lines of ahead's rows from *at on (none past the
+ * end): a tight loop along each row, the row's address found once. */
 static void prefetch_next(const struct dlfr_prefetch *ahead, struct prefetch_cursor *at,
                           ptrdiff_t lines)
 {
 #if defined(__GNUC__) || defined(__clang__)
-    for (; lines > 0 && at->row < ahead->rows; lines--) {
+    while (lines > 0 && at->row < ahead->rows) {
         ptrdiff_t r = ahead->index ? (ptrdiff_t)ahead->index[at->row] : at->row;
-        __builtin_prefetch(ahead->base + r * ahead->row_bytes + at->offset, 0, 3);
-        at->offset += DLFR_LINE;
-        if (at->offset >= ahead->row_bytes) {
+        const char *row = ahead->base + r * ahead->row_bytes;
+        ptrdiff_t end = at->offset + lines * DLFR_LINE;
+        if (end > ahead->row_bytes) end = ahead->row_bytes;
+        for (ptrdiff_t o = at->offset; o < end; o += DLFR_LINE, lines--)
+            __builtin_prefetch(row + o, 0, 3);
+        at->offset = end;
+        if (end == ahead->row_bytes) {
             at->offset = 0;
             at->row++;
         }
