@@ -67,7 +67,7 @@ def test_numpy(benchmark, digits, dtype):
     net = initial_network(dtype)
     start = ([layer.W.copy() for layer in net.layers], [layer.b.copy() for layer in net.layers])
     benchmark.group = f"train epoch 784-16-10 batch={BATCH} {dtype}"
-    benchmark.extra_info["impl"] = "numpy"
+    benchmark.extra_info.update(impl="numpy", threads=1)
     Ws, bs = benchmark.pedantic(
         lambda: numpy_epoch([w.copy() for w in start[0]], [b.copy() for b in start[1]], X, Y),
         rounds=5, iterations=1, warmup_rounds=1,
@@ -95,7 +95,7 @@ def test_dlfr(benchmark, digits, dtype):
         net.fit(X, y, epochs=1, batch_size=BATCH, learning_rate=LR, shuffle=False)
 
     benchmark.group = f"train epoch 784-16-10 batch={BATCH} {dtype}"
-    benchmark.extra_info["impl"] = "dlfr"
+    benchmark.extra_info.update(impl="dlfr", threads=1)
     benchmark.pedantic(epoch, setup=fresh_network, rounds=20, iterations=1, warmup_rounds=1)
     net = trained[-1]
     Ws, bs = numpy_epoch([layer.W.copy() for layer in start.layers],
@@ -132,7 +132,7 @@ def test_torch(benchmark, digits, dtype):
         return model
 
     benchmark.group = f"train epoch 784-16-10 batch={BATCH} {dtype}"
-    benchmark.extra_info["impl"] = "torch"
+    benchmark.extra_info.update(impl="torch", threads=1)
     model = benchmark.pedantic(epoch, rounds=3, iterations=1, warmup_rounds=1)
     with torch.inference_mode():
         assert accuracy(model(Xt).numpy(), y) > 0.8
@@ -158,6 +158,6 @@ def test_sklearn(benchmark, digits, dtype):
         return clf
 
     benchmark.group = f"train epoch 784-16-10 batch={BATCH} {dtype}"
-    benchmark.extra_info["impl"] = "sklearn"
+    benchmark.extra_info.update(impl="sklearn", threads=1)
     clf = benchmark.pedantic(epoch, rounds=3, iterations=1, warmup_rounds=1)
     assert clf.score(X, y) > 0.8
