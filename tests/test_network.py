@@ -732,3 +732,15 @@ def test_deepcopy_of_a_dense_layer_keeps_its_padding_and_values():
     assert other._W.shape == layer._W.shape and np.array_equal(other._W, layer._W)
     assert np.array_equal(other._b, layer._b) and other.activation == "tanh"
     assert not np.shares_memory(other._W, layer._W)
+
+
+def test_weights_start_on_a_cache_line():
+    # the GEMM loads W a panel row (64 bytes in float32) at a time: a row
+    # that straddled two cache lines would cost two loads
+    for seed in range(4):
+        for dtype in ("float32", "float64"):
+            net = dlfr.Network([5, 3, 17, 2], dtype=dtype, seed=seed)
+            for layer in net.layers + pickle.loads(pickle.dumps(net)).layers:
+                assert layer._W.ctypes.data % 64 == 0
+                assert layer._b.ctypes.data % 64 == 0
+                assert layer._W.flags.c_contiguous and layer._W.flags.writeable

@@ -18,7 +18,6 @@ from cpython.buffer cimport (PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE,
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
-from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
@@ -47,6 +46,8 @@ cdef extern from "_simd.h" nogil:
         const char *base
         const int64_t *index
         Py_ssize_t rows, row_bytes
+    void *dlfr_aligned_alloc(size_t nbytes)
+    void dlfr_aligned_free(void *p)
     int dlfr_simd_supported()
     int dlfr_simd_select(int level)
     int dlfr_simd_level()
@@ -558,7 +559,7 @@ cdef int _forward(Net *net, Py_ssize_t n, const void *X, int x_is_u8, floating s
     cdef Py_ssize_t per_thread = 2 * chunk * net.max_ld + (chunk * net.n_in[0] if x_is_u8 else 0)
     cdef floating *work
     cdef int threads = <int>min(<Py_ssize_t>max(n_threads, 1), n_chunks)
-    work = <floating *>malloc(threads * per_thread * sizeof(floating))
+    work = <floating *>dlfr_aligned_alloc(threads * per_thread * sizeof(floating))
     if work == NULL:
         with gil:
             raise MemoryError("dlfr: no memory for the forward pass's working buffers")
@@ -570,7 +571,7 @@ cdef int _forward(Net *net, Py_ssize_t n, const void *X, int x_is_u8, floating s
         for c in prange(n_chunks, num_threads=threads, schedule="static"):
             _run_chunk(net, X, x_is_u8, scale, c * chunk, min(chunk, n - c * chunk), chunk,
                        out, work + omp_get_thread_num() * per_thread)
-    free(work)
+    dlfr_aligned_free(work)
     return 0
 
 
@@ -718,6 +719,11 @@ cdef inline bint _consecutive(const int64_t *idx, Py_ssize_t m) noexcept nogil:
     return True
 
 
+cdef inline Py_ssize_t _whole_panels(Py_ssize_t words) noexcept nogil:
+    """words rounded up to whole panels, so that a buffer after them stays aligned."""
+    return (words + DLFR_PANEL - 1) // DLFR_PANEL * DLFR_PANEL
+
+
 cdef void _train_epoch(Net *net, floating *work, Py_ssize_t batch, const floating *X,
                        const floating *Y, Py_ssize_t n, const int64_t *order, floating lr,
                        int loss, double *loss_sum, Py_ssize_t *correct) noexcept nogil:
@@ -725,11 +731,11 @@ cdef void _train_epoch(Net *net, floating *work, Py_ssize_t batch, const floatin
     cdef Py_ssize_t n_in = net.n_in[0], n_out = net.n_out[L - 1]
     cdef Py_ssize_t s = 0, m, r, lda
     cdef floating *Xb = work
-    cdef floating *Yb = Xb + batch * n_in
+    cdef floating *Yb = Xb + _whole_panels(batch * n_in)
     cdef floating *A[MAX_LAYERS]
     cdef floating *D[MAX_LAYERS]
     cdef floating *WT[MAX_LAYERS]
-    cdef floating *p = Yb + batch * n_out
+    cdef floating *p = Yb + _whole_panels(batch * n_out)  # then whole panel rows: aligned too
     cdef floating *W
     cdef floating *b
     cdef const floating *A_prev
@@ -805,13 +811,13 @@ cdef class Trainer:
 
     def __cinit__(self, list n_ins, list lds, Py_ssize_t n_targets, Py_ssize_t batch_size,
                   int itemsize):
-        cdef Py_ssize_t words = batch_size * (n_ins[0] + n_targets), ld
-        cdef Py_ssize_t l
+        cdef Py_ssize_t words, ld, l
+        words = _whole_panels(batch_size * n_ins[0]) + _whole_panels(batch_size * n_targets)
         for ld in lds:
             words += 2 * batch_size * ld
         for l in range(1, len(lds)):
             words += lds[l] * lds[l - 1]  # transposed weights for the backward pass
-        self.work = malloc(words * itemsize)
+        self.work = dlfr_aligned_alloc(words * itemsize)
         if self.work == NULL:
             raise MemoryError("dlfr: no memory for training buffers")
         # deltas' padding columns must start (and stay) zero
@@ -821,7 +827,7 @@ cdef class Trainer:
         self.shape = (tuple(n_ins), tuple(lds), n_targets)
 
     def __dealloc__(self):
-        free(self.work)
+        dlfr_aligned_free(self.work)
 
     def epoch(self, list weights, list biases, list n_outs, list acts, object X, object Y,
               object order, double learning_rate, int loss):

@@ -4,6 +4,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <stdlib.h>
 #include <stdint.h>
 
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
@@ -17,6 +18,26 @@
 #else
 #define DLFR_VBYTES_GENERIC 0 /* MSVC: plain C loops, auto-vectorised */
 #endif
+
+/* ---- cache-line aligned memory: malloc's block, its address kept just before ---- */
+
+#define DLFR_ALIGN 64
+
+void *dlfr_aligned_alloc(size_t bytes)
+{
+    if (bytes > SIZE_MAX - DLFR_ALIGN - sizeof(void *)) return NULL;
+    char *raw = malloc(bytes + DLFR_ALIGN + sizeof(void *));
+    if (raw == NULL) return NULL;
+    uintptr_t first = (uintptr_t)(raw + sizeof(void *));
+    char *aligned = raw + sizeof(void *) + (-first & (DLFR_ALIGN - 1));
+    ((void **)aligned)[-1] = raw;
+    return aligned;
+}
+
+void dlfr_aligned_free(void *p)
+{
+    if (p != NULL) free(((void **)p)[-1]);
+}
 
 /* ---- prefetching ahead (struct dlfr_prefetch), a cache line at a time ---- */
 

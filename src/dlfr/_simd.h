@@ -49,6 +49,12 @@ int dlfr_simd_select(int level);
 int dlfr_simd_level(void);
 const char *dlfr_simd_name(int level);
 
+/* Memory whose first byte starts a cache line (64 bytes), so that no panel
+ * row of an activation or weight buffer straddles two lines; NULL when out
+ * of memory. Free with dlfr_aligned_free (NULL is fine). */
+void *dlfr_aligned_alloc(size_t bytes);
+void dlfr_aligned_free(void *p);
+
 #define DLFR_DECLARE(REAL, S)                                                      \
     void dlfr_sigmoid_##S(const REAL *z, REAL *out, ptrdiff_t n);                  \
     void dlfr_sigmoid_prime_##S(const REAL *z, REAL *out, ptrdiff_t n);            \

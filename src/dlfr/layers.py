@@ -16,6 +16,19 @@ def _padded_width(n_out: int) -> int:
     return -(-n_out // _kernels.PANEL) * _kernels.PANEL
 
 
+#: Bytes per cache line: the GEMM loads W a whole panel row (64 bytes in
+#: float32) at a time, and a row that straddles two lines costs two loads.
+CACHE_LINE = 64
+
+
+def _aligned_zeros(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """Zeros whose first element starts a cache line (NumPy only promises 16 bytes)."""
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    raw = np.zeros(nbytes + CACHE_LINE, dtype=np.uint8)
+    start = -raw.ctypes.data % CACHE_LINE
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
 class Dense:
     """A dense layer of ``n_out`` neurons, each seeing all ``n_in`` inputs.
 
@@ -46,8 +59,8 @@ class Dense:
         self.dtype: np.dtype = real_dtype("dtype", dtype)
         self.n_in, self.n_out = n_in, n_out
         ld = _padded_width(n_out)
-        self._W = np.zeros((n_in, ld), dtype=self.dtype)
-        self._b = np.zeros(ld, dtype=self.dtype)
+        self._W = _aligned_zeros((n_in, ld), self.dtype)
+        self._b = _aligned_zeros((ld,), self.dtype)
         rng = np.random.default_rng(seed)
         self._W[:, :n_out] = rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)
         self._b[:n_out] = rng.standard_normal(n_out)
