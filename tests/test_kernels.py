@@ -332,6 +332,24 @@ def test_dense_odd_sizes(activation, dtype, shape):
     np.testing.assert_allclose(result, ref.dense(X, W, b, activation), **DENSE_TOL[dtype])
 
 
+@pytest.mark.parametrize("offset", [0, 4, 8, 16, 32, 48])
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+def test_dense_weights_off_a_cache_line(dtype, offset):
+    # A large batch copies a W that does not start a cache line into one that
+    # does; the result must not change, nor W itself.
+    n, n_in, n_out = 300, 37, 32
+    X, W0, b = dense_inputs(n, n_in, n_out, dtype, seed=5)
+    itemsize = np.dtype(dtype).itemsize
+    raw = np.zeros(W0.nbytes + 128, dtype=np.uint8)
+    start = -raw.ctypes.data % 64 + offset - offset % itemsize
+    W = raw[start:start + W0.nbytes].view(dtype).reshape(W0.shape)
+    W[...] = W0
+    result = kernels.dense(X, W, b, "sigmoid")
+    np.testing.assert_array_equal(result, kernels.dense(X, W0.copy(), b, "sigmoid"))
+    np.testing.assert_allclose(result, ref.dense(X, W0, b, "sigmoid"), **DENSE_TOL[dtype])
+    np.testing.assert_array_equal(W, W0)
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("activation", ["identity", "sigmoid"])
 def test_dense_general_floats(activation, dtype):

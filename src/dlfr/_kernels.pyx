@@ -108,6 +108,9 @@ cdef enum:
     # Elementwise work is split across threads only above this many elements:
     # below it, waking threads costs more than it saves.
     PARALLEL_MIN_ELEMENTS_ = 1 << 17
+    # dense copies a W that does not start a cache line into one that does
+    # from this many rows on (the copy costs about as much as 64 rows save)
+    ALIGN_COPY_MIN_ROWS = 256
 NARROW_MAX = NARROW_MAX_
 PARALLEL_MIN_ELEMENTS = PARALLEL_MIN_ELEMENTS_
 cdef Py_ssize_t ELEMENT_CHUNK = 1 << 15
@@ -257,6 +260,7 @@ cdef void _dense(const floating *X, const floating *W, const floating *b, floati
     other shape goes to BLAS (sgemm/dgemm).
     """
     cdef Py_ssize_t r
+    cdef floating *W_aligned = NULL
     if n == 0 or n_out == 0:
         return
     if n_in == 0:  # no inputs: each row is act(b)
@@ -264,8 +268,16 @@ cdef void _dense(const floating *X, const floating *W, const floating *b, floati
             memcpy(&out[r * n_out], b, n_out * sizeof(floating))
         _bias_act(out, n, n_out, n_out, <const floating *>NULL, act)
     elif n_out % DLFR_PANEL == 0 and n_out <= NARROW_MAX_:
+        if n >= ALIGN_COPY_MIN_ROWS and <size_t>W % 64 != 0:
+            # W's panel rows straddle cache lines (two loads each): for a batch
+            # this large an aligned copy of W costs less than it saves
+            W_aligned = <floating *>dlfr_aligned_alloc(n_in * n_out * sizeof(floating))
+            if W_aligned != NULL:
+                memcpy(W_aligned, W, n_in * n_out * sizeof(floating))
+                W = W_aligned
         _gemm(n, n_out, n_in, X, n_in, W, n_out, b, out, n_out)
         _bias_act(out, n, n_out, n_out, <const floating *>NULL, act)
+        dlfr_aligned_free(W_aligned)
     else:
         _blas_gemm_rowmajor(n, n_out, n_in, X, n_in, W, n_out, out, n_out, 0)
         _bias_act(out, n, n_out, n_out, b, act)
