@@ -12,6 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -99,7 +100,10 @@ class BuildExt(build_ext):
 extension = Extension(
     "dlfr._kernels",
     sources=["src/dlfr/_kernels.pyx", "src/dlfr/_simd.c"],
-    include_dirs=["src/dlfr"],
+    # NumPy's C API (array checks and allocation on the hot path); headers of
+    # NumPy 2 build a module that also runs on NumPy 1.23+ (its default target).
+    include_dirs=["src/dlfr", numpy.get_include()],
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     depends=["src/dlfr/_simd.h", "src/dlfr/_simd_impl.h", "src/dlfr/_simd_levels.h",
              "src/dlfr/_omp.h"],
 )

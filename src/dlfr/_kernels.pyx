@@ -10,13 +10,14 @@ stay memory-safe, allocate nothing but their results and working memory,
 and release the GIL for all the work.
 """
 
-import sys
 from operator import index
 
 from cpython.buffer cimport (PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE,
                              PyBuffer_Release, PyObject_GetBuffer)
 from cython cimport floating
 from cython.parallel cimport prange
+
+cimport numpy as cnp
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
@@ -111,6 +112,9 @@ cdef enum:
     # dense copies a W that does not start a cache line into one that does
     # from this many rows on (the copy costs about as much as 64 rows save)
     ALIGN_COPY_MIN_ROWS = 256
+    # dense_fast keeps the GIL for layers of fewer multiply-adds than this
+    # (about 3 microseconds of work, 30 times the cost of releasing it)
+    NOGIL_MIN_WORK = 1 << 16
 NARROW_MAX = NARROW_MAX_
 PARALLEL_MIN_ELEMENTS = PARALLEL_MIN_ELEMENTS_
 cdef Py_ssize_t ELEMENT_CHUNK = 1 << 15
@@ -301,39 +305,32 @@ def softmax_rows(floating[:, ::1] y):
                   DLFR_SOFTMAX)
 
 
-cdef bint _LITTLE_ENDIAN = sys.byteorder == "little"
+cnp.import_array()
 
 
-cdef inline const char *_native_code(Py_buffer *v) noexcept:
-    """The buffer's type code without a native byte-order prefix, or NULL.
+# ---- arrays the kernels take as they are (NumPy's C API: a check costs
+# nanoseconds, where the buffer protocol costs a tenth of a microsecond) ----
 
-    NumPy writes 'f' for float32, but '=f' (or '<f' on a little-endian CPU)
-    for an unaligned array: all of these are native.
-    """
-    cdef const char *f = v.format
-    if f == NULL:
-        return NULL
-    if f[0] == b'@' or f[0] == b'=' or f[0] == (b'<' if _LITTLE_ENDIAN else b'>'):
-        f += 1
-    return f
+cdef inline bint _ready(object a, int ndim, int typenum) noexcept:
+    """An ndarray of this ndim and type: C-contiguous, aligned, native byte order."""
+    return (cnp.PyArray_Check(a) and cnp.PyArray_NDIM(<cnp.ndarray>a) == ndim
+            and cnp.PyArray_TYPE(<cnp.ndarray>a) == typenum
+            and cnp.PyArray_ISCARRAY_RO(<cnp.ndarray>a)
+            and cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>a))
 
 
-cdef inline int _is_native(Py_buffer *v, char code, Py_ssize_t itemsize) noexcept:
-    """A native, aligned buffer of this type code and item size."""
-    cdef const char *f = _native_code(v)
-    return (f != NULL and f[0] == code and f[1] == 0 and v.itemsize == itemsize
-            and (<size_t>v.buf) % itemsize == 0)
+cdef inline bint _overlaps(cnp.ndarray a, cnp.ndarray b) noexcept:
+    cdef char *a0 = cnp.PyArray_BYTES(a)
+    cdef char *b0 = cnp.PyArray_BYTES(b)
+    return a0 < b0 + cnp.PyArray_NBYTES(b) and b0 < a0 + cnp.PyArray_NBYTES(a)
 
 
-cdef inline int _is_real(Py_buffer *v, Py_ssize_t itemsize) noexcept:
-    """A native, aligned float32 or float64 buffer of this item size."""
-    return _is_native(v, b'f' if itemsize == 4 else b'd', itemsize)
-
-
-cdef inline int _overlaps(Py_buffer *a, Py_buffer *b) noexcept:
-    cdef char *a0 = <char *>a.buf
-    cdef char *b0 = <char *>b.buf
-    return a0 < b0 + b.len and b0 < a0 + a.len
+cdef inline object _new_rows(Py_ssize_t n, Py_ssize_t cols, int typenum):
+    """An uninitialised C-ordered (n, cols) array."""
+    cdef cnp.npy_intp dims[2]
+    dims[0] = n
+    dims[1] = cols
+    return cnp.PyArray_EMPTY(2, dims, typenum, 0)
 
 
 def dense_fast(object X, object W, object b, object out, int act):
@@ -346,58 +343,48 @@ def dense_fast(object X, object W, object b, object out, int act):
     else returns None and goes through the full validation in Python, which
     converts what it may and raises the errors.
     """
-    cdef Py_buffer xv, wv, bv, ov
-    cdef int held = 0
-    cdef Py_ssize_t itemsize, n, n_in, n_out
-    cdef int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT
-    try:
-        PyObject_GetBuffer(W, &wv, flags)
-        held = 1
-        PyObject_GetBuffer(X, &xv, flags)
-        held = 2
-        PyObject_GetBuffer(b, &bv, flags)
-        held = 3
-    except Exception:  # not a buffer, or not C-contiguous: the slow path decides
-        _release_some(&wv, &xv, &bv, held)
+    cdef int typenum
+    cdef Py_ssize_t n, n_in, n_out
+    if not cnp.PyArray_Check(W):
         return None
-    try:
-        itemsize = wv.itemsize
-        if not (_is_real(&wv, itemsize) and _is_real(&xv, itemsize) and _is_real(&bv, itemsize)
-                and wv.ndim == 2 and xv.ndim == 2 and bv.ndim == 1
-                and xv.shape[1] == wv.shape[0] and bv.shape[0] == wv.shape[1]):
-            return None
-        n, n_in, n_out = xv.shape[0], wv.shape[0], wv.shape[1]
-        if out is None:
-            out = _empty((n, n_out), W.dtype)
-        try:
-            PyObject_GetBuffer(out, &ov, flags | PyBUF_WRITABLE)
-        except Exception:
-            return None
-        try:
-            if (not _is_real(&ov, itemsize) or ov.ndim != 2 or ov.shape[0] != n
-                    or ov.shape[1] != n_out or _overlaps(&ov, &xv) or _overlaps(&ov, &wv)
-                    or _overlaps(&ov, &bv)):
-                return None
-            if itemsize == 4:
-                _dense(<const float *>xv.buf, <const float *>wv.buf, <const float *>bv.buf,
-                       <float *>ov.buf, n, n_in, n_out, act)
-            else:
-                _dense(<const double *>xv.buf, <const double *>wv.buf, <const double *>bv.buf,
-                       <double *>ov.buf, n, n_in, n_out, act)
-        finally:
-            PyBuffer_Release(&ov)
-        return out
-    finally:
-        _release_some(&wv, &xv, &bv, held)
+    typenum = cnp.PyArray_TYPE(<cnp.ndarray>W)
+    if not ((typenum == cnp.NPY_FLOAT32 or typenum == cnp.NPY_FLOAT64)
+            and _ready(W, 2, typenum) and _ready(X, 2, typenum) and _ready(b, 1, typenum)):
+        return None
+    n = cnp.PyArray_DIM(<cnp.ndarray>X, 0)
+    n_in = cnp.PyArray_DIM(<cnp.ndarray>W, 0)
+    n_out = cnp.PyArray_DIM(<cnp.ndarray>W, 1)
+    if cnp.PyArray_DIM(<cnp.ndarray>X, 1) != n_in or cnp.PyArray_DIM(<cnp.ndarray>b, 0) != n_out:
+        return None
+    if out is None:
+        out = _new_rows(n, n_out, typenum)
+    elif not (_ready(out, 2, typenum) and cnp.PyArray_ISWRITEABLE(<cnp.ndarray>out)
+              and cnp.PyArray_DIM(<cnp.ndarray>out, 0) == n
+              and cnp.PyArray_DIM(<cnp.ndarray>out, 1) == n_out
+              and not _overlaps(<cnp.ndarray>out, <cnp.ndarray>X)
+              and not _overlaps(<cnp.ndarray>out, <cnp.ndarray>W)
+              and not _overlaps(<cnp.ndarray>out, <cnp.ndarray>b)):
+        return None
+    cdef void *x = cnp.PyArray_DATA(<cnp.ndarray>X)
+    cdef void *w = cnp.PyArray_DATA(<cnp.ndarray>W)
+    cdef void *bias = cnp.PyArray_DATA(<cnp.ndarray>b)
+    cdef void *o = cnp.PyArray_DATA(<cnp.ndarray>out)
+    if n * n_in * n_out < NOGIL_MIN_WORK:  # a small layer: releasing the GIL costs more
+        _dense_any(typenum, x, w, bias, o, n, n_in, n_out, act)
+    else:
+        with nogil:
+            _dense_any(typenum, x, w, bias, o, n, n_in, n_out, act)
+    return out
 
 
-cdef void _release_some(Py_buffer *a, Py_buffer *b, Py_buffer *c, int held) noexcept:
-    if held >= 1:
-        PyBuffer_Release(a)
-    if held >= 2:
-        PyBuffer_Release(b)
-    if held >= 3:
-        PyBuffer_Release(c)
+cdef inline void _dense_any(int typenum, void *X, void *W, void *b, void *out, Py_ssize_t n,
+                            Py_ssize_t n_in, Py_ssize_t n_out, int act) noexcept nogil:
+    if typenum == cnp.NPY_FLOAT32:
+        _dense(<const float *>X, <const float *>W, <const float *>b, <float *>out, n, n_in,
+               n_out, act)
+    else:
+        _dense(<const double *>X, <const double *>W, <const double *>b, <double *>out, n,
+               n_in, n_out, act)
 
 
 # ---- CPU dispatch: the best SIMD level, unless DLFR_SIMD asks for less ----
@@ -587,17 +574,6 @@ cdef int _forward(Net *net, Py_ssize_t n, const void *X, int x_is_u8, floating s
     return 0
 
 
-cdef object _numpy_empty = None
-
-
-cdef object _empty(tuple shape, object dtype):
-    global _numpy_empty
-    if _numpy_empty is None:
-        import numpy
-        _numpy_empty = numpy.empty
-    return _numpy_empty(shape, dtype)
-
-
 cdef class Engine:
     """A network's forward pass, ready to run: the layer buffers are taken once.
 
@@ -609,13 +585,13 @@ cdef class Engine:
     cdef Py_buffer views[2 * MAX_LAYERS]
     cdef int held
     cdef readonly object dtype
-    cdef Py_ssize_t itemsize
+    cdef int typenum
 
     def __cinit__(self, list weights, list biases, list n_outs, list acts):
         self.held = 0
         _describe(&self.net, weights, biases, n_outs, acts, self.views, &self.held, 0)
         self.dtype = weights[0].dtype
-        self.itemsize = self.views[0].itemsize
+        self.typenum = cnp.NPY_FLOAT32 if self.views[0].itemsize == 4 else cnp.NPY_FLOAT64
 
     def __dealloc__(self):
         _release(self.views, self.held)
@@ -632,40 +608,28 @@ cdef class Engine:
         ``n_threads``: None for every core; batches below PARALLEL_MIN_ROWS
         stay on one thread.
         """
-        cdef Py_buffer xv, ov
-        cdef int threads, is_u8
+        cdef int threads, is_u8 = _ready(X, 2, cnp.NPY_UINT8)
         cdef Py_ssize_t n
-        cdef object out
-        try:
-            PyObject_GetBuffer(X, &xv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-        except Exception:
+        cdef void *x
+        cdef void *o
+        if not ((is_u8 or _ready(X, 2, self.typenum))
+                and cnp.PyArray_DIM(<cnp.ndarray>X, 1) == self.net.n_in[0]):
             return None
-        try:
-            is_u8 = _is_native(&xv, b'B', 1)
-            if (xv.ndim != 2 or xv.shape[1] != self.net.n_in[0]
-                    or not (is_u8 or _is_real(&xv, self.itemsize))):
-                return None
-            threads = _thread_count(n_threads)
-            n = xv.shape[0]
-            if n < PARALLEL_MIN_ROWS_ or self.net.wide:
-                threads = 1  # wide layers: BLAS threads them; one threading runtime per call
-            out = _empty((n, self.net.n_out[self.net.n_layers - 1]), self.dtype)
-            if n == 0:
-                return out
-            PyObject_GetBuffer(out, &ov, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)
-            try:
-                with nogil:
-                    if self.itemsize == 4:
-                        _forward(&self.net, n, xv.buf, is_u8, <float>scale, <float *>ov.buf,
-                                 threads)
-                    else:
-                        _forward(&self.net, n, xv.buf, is_u8, <double>scale, <double *>ov.buf,
-                                 threads)
-            finally:
-                PyBuffer_Release(&ov)
+        threads = _thread_count(n_threads)
+        n = cnp.PyArray_DIM(<cnp.ndarray>X, 0)
+        if n < PARALLEL_MIN_ROWS_ or self.net.wide:
+            threads = 1  # wide layers: BLAS threads them; one threading runtime per call
+        out = _new_rows(n, self.net.n_out[self.net.n_layers - 1], self.typenum)
+        if n == 0:
             return out
-        finally:
-            PyBuffer_Release(&xv)
+        x = cnp.PyArray_DATA(<cnp.ndarray>X)
+        o = cnp.PyArray_DATA(<cnp.ndarray>out)
+        with nogil:
+            if self.typenum == cnp.NPY_FLOAT32:
+                _forward(&self.net, n, x, is_u8, <float>scale, <float *>o, threads)
+            else:
+                _forward(&self.net, n, x, is_u8, <double>scale, <double *>o, threads)
+        return out
 
 
 cdef int _thread_count(object n_threads) except -1:
