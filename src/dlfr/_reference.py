@@ -60,9 +60,10 @@ def sigmoid(z) -> np.ndarray:
     ``e / (1 + e)`` for ``z < 0``. No clipping; NaN propagates.
     """
     z = _as_float(z)
+    one = z.dtype.type(1)  # a typed 1: NumPy 1.x made float32 scalars + 1 float64
     with np.errstate(under="ignore"):
         e = np.exp(-np.abs(z))
-        return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
+        return np.where(z >= 0, one / (one + e), e / (one + e))
 
 
 def sigmoid_prime(z) -> np.ndarray:
@@ -73,9 +74,10 @@ def sigmoid_prime(z) -> np.ndarray:
     would cancel.
     """
     z = _as_float(z)
+    one = z.dtype.type(1)
     with np.errstate(under="ignore"):
         e = np.exp(-np.abs(z))
-        return e / ((1 + e) * (1 + e))
+        return e / ((one + e) * (one + e))
 
 
 def sigmoid_backward(grad, a) -> np.ndarray:
@@ -90,7 +92,7 @@ def sigmoid_backward(grad, a) -> np.ndarray:
     both_f32 = _float_dtype(grad.dtype) == _float_dtype(a.dtype) == np.float32
     dtype = np.float32 if both_f32 else np.float64
     grad, a = _as_float(grad, dtype), _as_float(a, dtype)
-    return grad * a * (1 - a)
+    return grad * a * (a.dtype.type(1) - a)
 
 
 def step(z) -> np.ndarray:
