@@ -100,10 +100,12 @@ class BuildExt(build_ext):
 extension = Extension(
     "dlfr._kernels",
     sources=["src/dlfr/_kernels.pyx", "src/dlfr/_simd.c"],
-    # NumPy's C API (array checks and allocation on the hot path); headers of
-    # NumPy 2 build a module that also runs on NumPy 1.23+ (its default target).
+    # NumPy's C API (array checks and allocation on the hot path): built with
+    # NumPy 2's headers for NumPy 1.23's C API, the module runs on NumPy 1.23+
+    # whichever NumPy 2 release the build picked.
     include_dirs=["src/dlfr", numpy.get_include()],
-    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
+                   ("NPY_TARGET_VERSION", "NPY_1_23_API_VERSION")],
     depends=["src/dlfr/_simd.h", "src/dlfr/_simd_impl.h", "src/dlfr/_simd_levels.h",
              "src/dlfr/_omp.h"],
 )

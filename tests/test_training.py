@@ -588,3 +588,29 @@ def test_verbose_shows_a_progress_bar(capsys):
     assert "epochs" in captured.err and "3/3" in captured.err
     assert "100%" in captured.err
     assert "val_accuracy" in captured.err
+
+
+def test_compiled_entry_points_refuse_what_they_cannot_read():
+    # dlfr's own callers never pass these; the compiled entry points must
+    # still refuse them rather than read past a buffer
+    from dlfr import _kernels
+
+    net = Network([4, 3, 2], seed=0)
+    weights, biases, n_outs, acts = net._kernel_args
+    trainer = _kernels.Trainer([4, 3], [16, 16], 2, 2, 4)
+    X, Y = np.zeros((5, 4), np.float32), np.zeros((5, 2), np.float32)
+    before = [p.copy() for p in weights + biases]
+    for order in (np.array([0, 1, 2, 3, 5]), np.array([0, 1, 2, 3, -1])):
+        with pytest.raises(ValueError, match="order holds a row outside X"):
+            trainer.epoch(weights, biases, n_outs, acts, X, Y, order, 0.1, 0)
+    with pytest.raises(ValueError, match="int64"):
+        trainer.epoch(weights, biases, n_outs, acts, X, Y, np.arange(5, dtype=np.int32), 0.1, 0)
+    with pytest.raises(ValueError, match="dtype"):
+        trainer.epoch(weights, biases, n_outs, acts, X.astype(np.float64), Y,
+                      np.arange(5), 0.1, 0)
+    for p, p0 in zip(weights + biases, before, strict=True):
+        np.testing.assert_array_equal(p, p0)
+    with pytest.raises(ValueError, match="itemsize must be 4 or 8"):
+        _kernels.Trainer([4, 3], [16, 16], 2, 2, 2)
+    with pytest.raises(ValueError, match="float32 or float64"):
+        _kernels.Engine([np.zeros((4, 16), np.float16)], [np.zeros(16, np.float16)], [3], [1])

@@ -5,9 +5,10 @@ Thin typed wrappers over the C kernels in _simd.c (vectorised activations,
 the register-blocked GEMM) and BLAS from scipy, plus the two whole-network
 entry points (Engine: the forward pass; Trainer: an epoch of SGD). Callers
 validate first (dlfr.kernels, dlfr.network, dlfr._validation); the entry
-points that take Python objects check buffers only as far as they must to
+points that take Python objects check arrays only as far as they must to
 stay memory-safe, allocate nothing but their results and working memory,
-and release the GIL for all the work.
+and release the GIL for the work (dense_fast keeps it for layers so small
+that releasing it would cost more).
 """
 
 from operator import index
@@ -18,6 +19,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 
 cimport numpy as cnp
+from cpython.pyport cimport PY_SSIZE_T_MAX
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
@@ -369,7 +371,7 @@ def dense_fast(object X, object W, object b, object out, int act):
     cdef void *w = cnp.PyArray_DATA(<cnp.ndarray>W)
     cdef void *bias = cnp.PyArray_DATA(<cnp.ndarray>b)
     cdef void *o = cnp.PyArray_DATA(<cnp.ndarray>out)
-    if n * n_in * n_out < NOGIL_MIN_WORK:  # a small layer: releasing the GIL costs more
+    if n * (n_in + 1) * n_out < NOGIL_MIN_WORK:  # a small layer: releasing the GIL costs more
         _dense_any(typenum, x, w, bias, o, n, n_in, n_out, act)
     else:
         with nogil:
@@ -452,8 +454,19 @@ cdef int _describe(Net *net, list weights, list biases, list n_outs, list acts,
     """
     cdef int i, L = len(weights)
     cdef int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (PyBUF_WRITABLE if writable else 0)
+    cdef int typenum
     if L < 1 or L > MAX_LAYERS:
         raise ValueError(f"a network has 1 to {MAX_LAYERS} layers; got {L}")
+    if len(biases) != L or len(n_outs) != L or len(acts) != L:
+        raise ValueError("dlfr._kernels: one weight, bias, width and activation per layer")
+    # the kernels read float32 or float64 by the item size: nothing else may pass
+    typenum = cnp.PyArray_TYPE(<cnp.ndarray>weights[0]) if cnp.PyArray_Check(weights[0]) else -1
+    if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
+        raise ValueError("dlfr._kernels: layer weights must be float32 or float64 arrays")
+    for i in range(L):
+        if not (_ready(weights[i], 2, typenum) and _ready(biases[i], 1, typenum)):
+            raise ValueError("dlfr._kernels: layer arrays must be C-contiguous, aligned, "
+                             "native arrays of one float dtype")
     net.n_layers = L
     net.wide = 0
     net.max_ld = 0
@@ -591,7 +604,7 @@ cdef class Engine:
         self.held = 0
         _describe(&self.net, weights, biases, n_outs, acts, self.views, &self.held, 0)
         self.dtype = weights[0].dtype
-        self.typenum = cnp.NPY_FLOAT32 if self.views[0].itemsize == 4 else cnp.NPY_FLOAT64
+        self.typenum = cnp.PyArray_TYPE(<cnp.ndarray>weights[0])  # checked by _describe
 
     def __dealloc__(self):
         _release(self.views, self.held)
@@ -602,9 +615,10 @@ cdef class Engine:
     def run(self, object X, object n_threads=None, double scale=1.0):
         """The output activations for X, or None when X is not ready as it is.
 
-        Ready means a C-contiguous 2-D array of the network's dtype (or uint8,
-        read times ``scale``) with the right number of columns; anything else
-        returns None and the caller converts it or raises the error.
+        Ready means a C-contiguous, aligned, native 2-D ndarray of the
+        network's dtype (or uint8, read times ``scale``) with the right number
+        of columns; anything else returns None and the caller converts it or
+        raises the error.
         ``n_threads``: None for every core; batches below PARALLEL_MIN_ROWS
         stay on one thread.
         """
@@ -693,6 +707,15 @@ cdef inline bint _consecutive(const int64_t *idx, Py_ssize_t m) noexcept nogil:
         if idx[r] != idx[r - 1] + 1:
             return False
     return True
+
+
+cdef bint _all_below(const int64_t *idx, Py_ssize_t n) noexcept nogil:
+    """Every idx[i] (i < n) is a row number in [0, n)."""
+    cdef Py_ssize_t i
+    cdef bint ok = True
+    for i in range(n):
+        ok &= 0 <= idx[i] < n
+    return ok
 
 
 cdef inline Py_ssize_t _whole_panels(Py_ssize_t words) noexcept nogil:
@@ -787,12 +810,17 @@ cdef class Trainer:
 
     def __cinit__(self, list n_ins, list lds, Py_ssize_t n_targets, Py_ssize_t batch_size,
                   int itemsize):
-        cdef Py_ssize_t words, ld, l
-        words = _whole_panels(batch_size * n_ins[0]) + _whole_panels(batch_size * n_targets)
-        for ld in lds:
-            words += 2 * batch_size * ld
-        for l in range(1, len(lds)):
-            words += lds[l] * lds[l - 1]  # transposed weights for the backward pass
+        cdef Py_ssize_t words
+        if itemsize != 4 and itemsize != 8:
+            raise ValueError(f"dlfr._kernels.Trainer: itemsize must be 4 or 8; got {itemsize}")
+        # sized in Python integers, so that no product can overflow unseen
+        size = (-(-batch_size * n_ins[0] // PANEL) * PANEL
+                + -(-batch_size * n_targets // PANEL) * PANEL
+                + sum(2 * batch_size * ld for ld in lds)
+                + sum(lds[l] * lds[l - 1] for l in range(1, len(lds))))  # W^T for backprop
+        if size * itemsize > PY_SSIZE_T_MAX:
+            raise MemoryError("dlfr: training buffers too large")
+        words = size
         self.work = dlfr_aligned_alloc(words * itemsize)
         if self.work == NULL:
             raise MemoryError("dlfr: no memory for training buffers")
@@ -810,46 +838,43 @@ cdef class Trainer:
         """One epoch over X[order]; returns (summed loss, number of hits)."""
         cdef Net net
         cdef Py_buffer views[2 * MAX_LAYERS]
-        cdef Py_buffer xv, yv, iv
-        cdef int held = 0, got = 0
+        cdef int held = 0, typenum = cnp.NPY_FLOAT32 if self.itemsize == 4 else cnp.NPY_FLOAT64
         cdef double loss_sum = 0
         cdef Py_ssize_t correct = 0, n
         cdef int l
+        cdef void *x
+        cdef void *y
+        cdef const int64_t *idx
         try:
             _describe(&net, weights, biases, n_outs, acts, views, &held, 1)
-            PyObject_GetBuffer(X, &xv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-            got = 1
-            PyObject_GetBuffer(Y, &yv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-            got = 2
-            PyObject_GetBuffer(order, &iv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-            got = 3
-            n = xv.shape[0]
+            if not (_ready(X, 2, typenum) and _ready(Y, 2, typenum)
+                    and _ready(order, 1, cnp.NPY_INT64)):
+                raise ValueError("dlfr._kernels.Trainer: X, Y and order must be C-contiguous "
+                                 "native arrays of the network's dtype (order: int64)")
+            n = cnp.PyArray_DIM(<cnp.ndarray>X, 0)
             if ((tuple([net.n_in[l] for l in range(net.n_layers)]),
                  tuple([net.ld[l] for l in range(net.n_layers)]),
                  net.n_out[net.n_layers - 1]) != self.shape
-                    or xv.itemsize != self.itemsize or yv.itemsize != self.itemsize
                     or views[0].itemsize != self.itemsize
-                    or xv.ndim != 2 or xv.shape[1] != net.n_in[0]
-                    or yv.ndim != 2 or yv.shape[0] != n
-                    or yv.shape[1] != net.n_out[net.n_layers - 1]
-                    or iv.ndim != 1 or iv.shape[0] != n or iv.itemsize != 8):
+                    or cnp.PyArray_DIM(<cnp.ndarray>X, 1) != net.n_in[0]
+                    or cnp.PyArray_DIM(<cnp.ndarray>Y, 0) != n
+                    or cnp.PyArray_DIM(<cnp.ndarray>Y, 1) != net.n_out[net.n_layers - 1]
+                    or cnp.PyArray_DIM(<cnp.ndarray>order, 0) != n):
                 raise ValueError("dlfr._kernels.Trainer: arrays do not match the network")
+            x = cnp.PyArray_DATA(<cnp.ndarray>X)
+            y = cnp.PyArray_DATA(<cnp.ndarray>Y)
+            idx = <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>order)
+            if not _all_below(idx, n):
+                raise ValueError("dlfr._kernels.Trainer: order holds a row outside X")
             with nogil:
                 if self.itemsize == 4:
-                    _train_epoch(&net, <float *>self.work, self.batch, <const float *>xv.buf,
-                                 <const float *>yv.buf, n, <const int64_t *>iv.buf,
-                                 <float>learning_rate, loss, &loss_sum, &correct)
+                    _train_epoch(&net, <float *>self.work, self.batch, <const float *>x,
+                                 <const float *>y, n, idx, <float>learning_rate, loss,
+                                 &loss_sum, &correct)
                 else:
-                    _train_epoch(&net, <double *>self.work, self.batch,
-                                 <const double *>xv.buf, <const double *>yv.buf, n,
-                                 <const int64_t *>iv.buf, learning_rate, loss, &loss_sum,
+                    _train_epoch(&net, <double *>self.work, self.batch, <const double *>x,
+                                 <const double *>y, n, idx, learning_rate, loss, &loss_sum,
                                  &correct)
         finally:
             _release(views, held)
-            if got >= 1:
-                PyBuffer_Release(&xv)
-            if got >= 2:
-                PyBuffer_Release(&yv)
-            if got >= 3:
-                PyBuffer_Release(&iv)
         return loss_sum, correct

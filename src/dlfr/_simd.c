@@ -47,13 +47,17 @@ struct prefetch_cursor {
     ptrdiff_t row, offset;
 };
 
+/* Lines to prefetch for ahead's rows: a row that does not start a line
+ * touches one more than its length needs (an upper bound, used to share the
+ * work out). */
 static ptrdiff_t prefetch_lines(const struct dlfr_prefetch *ahead)
 {
-    return ahead->rows * ((ahead->row_bytes + DLFR_LINE - 1) / DLFR_LINE);
+    return ahead->rows * ((ahead->row_bytes + DLFR_LINE - 1) / DLFR_LINE + 1);
 }
 
 /* Prefetch the next `lines` lines of ahead's rows from *at on (none past the
- * end): a tight loop along each row, the row's address found once. */
+ * end): a tight loop along each row, from the line holding its first byte to
+ * the one holding its last, the row's address found once. */
 static void prefetch_next(const struct dlfr_prefetch *ahead, struct prefetch_cursor *at,
                           ptrdiff_t lines)
 {
@@ -61,12 +65,14 @@ static void prefetch_next(const struct dlfr_prefetch *ahead, struct prefetch_cur
     while (lines > 0 && at->row < ahead->rows) {
         ptrdiff_t r = ahead->index ? (ptrdiff_t)ahead->index[at->row] : at->row;
         const char *row = ahead->base + r * ahead->row_bytes;
+        const char *first = row - (uintptr_t)row % DLFR_LINE;
+        ptrdiff_t span = row + ahead->row_bytes - first; /* bytes from its first line on */
         ptrdiff_t end = at->offset + lines * DLFR_LINE;
-        if (end > ahead->row_bytes) end = ahead->row_bytes;
+        if (end > span) end = span;
         for (ptrdiff_t o = at->offset; o < end; o += DLFR_LINE, lines--)
-            __builtin_prefetch(row + o, 0, 3);
+            __builtin_prefetch(first + o, 0, 3);
         at->offset = end;
-        if (end == ahead->row_bytes) {
+        if (end == span) {
             at->offset = 0;
             at->row++;
         }

@@ -347,7 +347,7 @@ static inline __attribute__((always_inline)) void FN(micro)(
 }
 
 /* C rows [0, R) x one panel += alpha * (A^T @ B): A is (k, m) with row stride
- * lda, so C's row i takes column i of A (R consecutive floats of each row p).
+ * lda, so C's row i takes column i of A (R consecutive values of each row p).
  * The training update: k is the mini-batch, short, so one partial sum per
  * element, and up to UR rows share each load of B. */
 static inline __attribute__((always_inline)) void FN(update_micro)(
@@ -417,7 +417,8 @@ void FN(gemm_update)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdi
      * memory busy while this compute-bound loop runs (all at once, most
      * would be dropped) */
     struct prefetch_cursor ahead_at = {0, 0};
-    ptrdiff_t lines_per_block = ahead ? prefetch_lines(ahead) / (m / UR + 1) + 1 : 0;
+    ptrdiff_t blocks = m / UR > 0 ? m / UR : 1; /* the full blocks; the rest get none */
+    ptrdiff_t lines_per_block = ahead ? (prefetch_lines(ahead) + blocks - 1) / blocks : 0;
     ptrdiff_t i = 0;
     for (int b = 0; b < 4; b++)
         for (; i + rows[b] <= m; i += rows[b]) {
