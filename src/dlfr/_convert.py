@@ -27,12 +27,7 @@ _SKLEARN_ACTIVATIONS = {
 
 def _network(cls: Any, params: list[tuple[Any, Any, str]], dtype: np.dtype) -> Any:
     """``cls([Dense, ...])`` from (W of shape (n_in, n_out), b, activation) triples."""
-    layers = []
-    for W, b, activation in params:
-        layer = Dense(W.shape[0], W.shape[1], activation=activation, dtype=dtype, seed=0)
-        layer.W, layer.b = W, b
-        layers.append(layer)
-    return cls(layers)
+    return cls([Dense.from_params(W, b, activation, dtype) for W, b, activation in params])
 
 
 def from_sklearn(cls: Any, estimator: Any) -> Any:

@@ -813,9 +813,9 @@ cdef class Trainer:
         cdef Py_ssize_t words
         if itemsize != 4 and itemsize != 8:
             raise ValueError(f"dlfr._kernels.Trainer: itemsize must be 4 or 8; got {itemsize}")
-        # sized in Python integers, so that no product can overflow unseen
-        size = (-(-batch_size * n_ins[0] // PANEL) * PANEL
-                + -(-batch_size * n_targets // PANEL) * PANEL
+        # summed in Python integers (a product too large for Py_ssize_t raises
+        # OverflowError on its way into _whole_panels), as _train_epoch lays it out
+        size = (_whole_panels(batch_size * n_ins[0]) + _whole_panels(batch_size * n_targets)
                 + sum(2 * batch_size * ld for ld in lds)
                 + sum(lds[l] * lds[l - 1] for l in range(1, len(lds))))  # W^T for backprop
         if size * itemsize > PY_SSIZE_T_MAX:

@@ -31,8 +31,9 @@ def real_dtype(name: str, dtype: Any) -> np.dtype:
     return F32 if dt.type is np.float32 else F64  # native byte order
 
 
-def _refuse_dtype(name: str, dt: np.dtype) -> None:
-    if dt.kind not in "iuf":
+def refuse_non_real(name: str, dt: Any) -> None:
+    """TypeError unless ``dt`` holds real numbers (numpy and pandas' extension dtypes)."""
+    if getattr(dt, "kind", "O") not in "iuf":
         raise TypeError(
             f"{name} must hold real numbers (float32, float64 or integers); got dtype {dt}"
         )
@@ -55,7 +56,7 @@ def as_array(x: Any, name: str, dtype: np.dtype | None = None) -> np.ndarray:
     except (ValueError, TypeError) as exc:
         raise TypeError(f"{name} must be an array of real numbers: {exc}") from None
     dt = arr.dtype
-    _refuse_dtype(name, dt)
+    refuse_non_real(name, dt)
     if dtype is None:
         # float32/float64 keep their width (big-endian too); the rest -> float64
         dtype = F32 if (dt.kind == "f" and dt.itemsize == 4) else F64

@@ -30,6 +30,7 @@ import dask
 import dask.array as da
 import numpy as np
 
+from ._validation import refuse_non_real
 from .network import Network
 
 _U8 = np.dtype(np.uint8)
@@ -50,15 +51,6 @@ def _check_n_threads(n_threads: Any) -> int | None:
             and int(n_threads) >= 1:
         return int(n_threads)
     raise ValueError(f"n_threads must be None or a positive integer; got {n_threads!r}")
-
-
-def _check_dtype(name: str, dt: Any) -> None:
-    """Real numbers only (DESIGN.md's dtype policy): no bool, object, strings, complex."""
-    # numpy dtypes and pandas' extension dtypes (nullable Int64, Float64, ...) alike
-    if getattr(dt, "kind", "O") not in "iuf":
-        raise TypeError(
-            f"{name} must hold real numbers (float32, float64 or integers); got dtype {dt}"
-        )
 
 
 def _check_n_features(net: Network, n_features: Any, what: str) -> None:
@@ -83,16 +75,12 @@ def task_threads() -> int:
         return 1
 
 
-def _run(net: Network, X: np.ndarray, proba: bool, n_threads: int | None) -> np.ndarray:
+def _predict_block(X: np.ndarray, net: Network, proba: bool,
+                   n_threads: int | None) -> np.ndarray:
     threads = task_threads() if n_threads is None else n_threads
     if proba:
         return net.forward(X, n_threads=threads)
     return net.predict(X, n_threads=threads).astype(_I64, copy=False)
-
-
-def _predict_block(block: np.ndarray, net: Network, proba: bool,
-                   n_threads: int | None) -> np.ndarray:
-    return _run(net, block, proba, n_threads)
 
 
 def _predict_partition(part: Any, net: Network, proba: bool, n_threads: int | None,
@@ -101,7 +89,7 @@ def _predict_partition(part: Any, net: Network, proba: bool, n_threads: int | No
 
     X = part.to_numpy(dtype=as_dtype, na_value=np.nan) if as_dtype.kind == "f" \
         else part.to_numpy(dtype=as_dtype)
-    out = _run(net, X, proba, n_threads)
+    out = _predict_block(X, net, proba, n_threads)
     if proba:
         return pd.DataFrame(out, index=part.index, columns=pd.RangeIndex(out.shape[1]))
     return pd.Series(out, index=part.index, name="label")
@@ -134,7 +122,7 @@ def predict(net: Network, X: Any, proba: bool = False, n_threads: int | None = N
         )
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D (n_samples, n_features); got shape {X.shape}")
-    _check_dtype("X", X.dtype)
+    refuse_non_real("X", X.dtype)
     _check_n_features(net, X.shape[1], f"X (shape {X.shape})")
     if len(X.chunks[1]) != 1:
         X = X.rechunk({1: -1})
@@ -176,7 +164,7 @@ def predict_partitions(net: Network, df: Any, proba: bool = False,
     _check_n_features(net, len(df.columns), f"df (columns {list(df.columns)!r})"
                       if len(df.columns) <= 10 else f"df ({len(df.columns)} columns)")
     for column, dt in df.dtypes.items():
-        _check_dtype(f"df column {column!r}", dt)
+        refuse_non_real(f"df column {column!r}", dt)
     as_dtype = _U8 if all(dt == _U8 for dt in df.dtypes) else net.dtype
     index = pd.Index([], dtype=df.index.dtype)
     if proba:

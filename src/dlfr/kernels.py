@@ -24,10 +24,14 @@ __all__ = [
 ]
 
 
-def _elementwise(z: Any, out: Any, act: int) -> Any:
+def _elementwise(z: Any, out: Any, act: int | None) -> Any:
+    """act(z) elementwise, or the sigmoid's derivative when act is None."""
     arr = as_array(z, "z")
     res = out_array(out, arr.shape, arr.dtype, (arr,), (arr,))
-    _kernels.activate(arr.reshape(-1), res.reshape(-1), act)
+    if act is None:
+        _kernels.sigmoid_prime(arr.reshape(-1), res.reshape(-1))
+    else:
+        _kernels.activate(arr.reshape(-1), res.reshape(-1), act)
     return res[()] if out is None and arr.ndim == 0 else res
 
 
@@ -78,10 +82,7 @@ def sigmoid_prime(z: Any, out: Any = None) -> Any:
     Computed as e / (1 + e)^2 with e = exp(-|z|), so it stays accurate in
     the tails where 1 - sigma(z) rounds to 0.
     """
-    arr = as_array(z, "z")
-    res = out_array(out, arr.shape, arr.dtype, (arr,), (arr,))
-    _kernels.sigmoid_prime(arr.reshape(-1), res.reshape(-1))
-    return res[()] if out is None and arr.ndim == 0 else res
+    return _elementwise(z, out, None)
 
 
 def sigmoid_backward(grad: Any, a: Any, out: Any = None) -> Any:

@@ -52,6 +52,14 @@ class Dense:
         dtype: Any = "float32",
         seed: int | np.random.Generator | None = None,
     ) -> None:
+        self._allocate(n_in, n_out, activation, dtype)
+        rng = np.random.default_rng(seed)
+        self._W[:, : self.n_out] = rng.standard_normal((self.n_in, self.n_out)) / np.sqrt(
+            self.n_in)
+        self._b[: self.n_out] = rng.standard_normal(self.n_out)
+
+    def _allocate(self, n_in: int, n_out: int, activation: str, dtype: Any) -> None:
+        """Check the configuration and set up zeroed, padded, aligned storage."""
         n_in = positive_int(n_in, "n_in")
         n_out = positive_int(n_out, "n_out")
         self._act = code(activation)
@@ -61,9 +69,15 @@ class Dense:
         ld = _padded_width(n_out)
         self._W = _aligned_zeros((n_in, ld), self.dtype)
         self._b = _aligned_zeros((ld,), self.dtype)
-        rng = np.random.default_rng(seed)
-        self._W[:, :n_out] = rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)
-        self._b[:n_out] = rng.standard_normal(n_out)
+
+    @classmethod
+    def from_params(cls, W: Any, b: Any, activation: str, dtype: Any) -> Dense:
+        """A layer holding W (n_in, n_out) and b, checked by their setters (no random draw)."""
+        n_in, n_out = np.shape(W)
+        layer = cls.__new__(cls)
+        layer._allocate(n_in, n_out, activation, dtype)
+        layer.W, layer.b = W, b
+        return layer
 
     @property
     def W(self) -> np.ndarray:
@@ -107,10 +121,7 @@ class Dense:
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(  # type: ignore[misc]
-            state["n_in"], state["n_out"], activation=state["activation"], dtype=state["dtype"],
-            seed=0,
-        )
+        self._allocate(state["n_in"], state["n_out"], state["activation"], state["dtype"])
         self._W[:, : self.n_out] = state["W"]
         self._b[: self.n_out] = state["b"]
 

@@ -172,10 +172,7 @@ class Network:
 
     def predict(self, X: Any, n_threads: int | None = None) -> np.ndarray:
         """Labels: the argmax of the outputs, or output >= 0.5 for a single output."""
-        a = self.forward(X, n_threads)
-        if a.shape[1] == 1:
-            return (a[:, 0] >= 0.5).astype(np.int64)
-        return a.argmax(axis=1)
+        return _decide(self.forward(X, n_threads))
 
     def evaluate(self, X: Any, y: Any) -> float:
         """Accuracy in [0, 1]; y holds integer labels or one-hot rows."""
@@ -215,13 +212,8 @@ class Network:
     def load(cls, path: str | os.PathLike[str]) -> Network:
         """Read a network written by ``save``; a bad file raises ValueError naming it."""
         model = io.load_model(path)
-        layers = []
-        for i, act in enumerate(model.activations):
-            layer = Dense(model.sizes[i], model.sizes[i + 1], activation=act,
-                          dtype=model.dtype, seed=0)
-            layer.W, layer.b = model.weights[i], model.biases[i]
-            layers.append(layer)
-        return cls(layers)
+        return cls([Dense.from_params(W, b, act, model.dtype) for W, b, act
+                    in zip(model.weights, model.biases, model.activations, strict=True)])
 
     @classmethod
     def from_sklearn(cls, estimator: Any) -> Network:
@@ -238,6 +230,13 @@ class Network:
         return from_torch(cls, module)
 
 
+def _decide(a: np.ndarray) -> np.ndarray:
+    """Labels from output (or one-hot) rows: the argmax, or a >= 0.5 for one column."""
+    if a.shape[1] == 1:
+        return (a[:, 0] >= 0.5).astype(np.int64)
+    return a.argmax(axis=1)
+
+
 def _labels(y: Any, n_out: int) -> np.ndarray:
     """Integer labels from labels or one-hot rows (n_out columns)."""
     arr = np.asarray(y)
@@ -248,7 +247,7 @@ def _labels(y: Any, n_out: int) -> np.ndarray:
             raise ValueError(
                 f"y has {arr.shape[1]} columns but the network has {n_out} outputs"
             )
-        return arr.argmax(axis=1) if n_out > 1 else (arr[:, 0] >= 0.5).astype(np.int64)
+        return _decide(arr)
     if arr.ndim != 1:
         raise ValueError(f"y must be 1-D labels or 2-D one-hot rows; got shape {arr.shape}")
     return arr

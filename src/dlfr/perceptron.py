@@ -233,7 +233,10 @@ class Perceptron:
         numpy.ndarray
             Shape (n_samples,), in the model's dtype.
         """
-        X = self._check_X(X)
+        return self._decision(self._check_X(X))
+
+    def _decision(self, X: np.ndarray) -> np.ndarray:
+        """decision_function for an X already checked by _check_X."""
         return X @ self.W + self.dtype.type(self.b)
 
     def predict(self, X: Any) -> np.ndarray:
@@ -270,4 +273,4 @@ class Perceptron:
         if len(X) == 0:
             raise ValueError("X must hold at least one sample, got shape (0, ...)")
         y = self._check_y(y, len(X))
-        return float(np.mean(self.predict(X) == y))
+        return float(np.mean((self._decision(X) >= 0) == y))

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import _kernels
 from ._validation import as_array, check_ndim, positive_float, positive_int
-from .network import _U8_SCALE
+from .network import _U8_SCALE, _decide
 
 LOSSES = ("mse", "cross_entropy")
 
@@ -68,13 +68,9 @@ def loss_value(a: np.ndarray, Y: np.ndarray, loss: str, softmax: bool) -> float:
 
 
 def _accuracy(a: np.ndarray, Y: np.ndarray) -> float:
-    """Share of rows whose outputs ``a`` give the label of target rows ``Y``.
-
-    As Network.predict labels: the argmax, or a >= 0.5 for one output.
-    """
-    if a.shape[1] == 1:
-        return float(np.mean((a[:, 0] >= 0.5) == (Y[:, 0] >= 0.5)))
-    return float(np.mean(a.argmax(axis=1) == Y.argmax(axis=1)))
+    """Share of rows whose outputs ``a`` give the label of target rows ``Y``
+    (labels as Network.predict gives them)."""
+    return float(np.mean(_decide(a) == _decide(Y)))
 
 
 def _all_finite(X: np.ndarray) -> bool:
@@ -91,7 +87,7 @@ def _check_data(net: Any, X: Any, y: Any, name_x: str, name_y: str,
     if isinstance(X, np.ndarray) and X.dtype == np.uint8:
         # raw pixels: scaled by 1/255 exactly as Network.forward reads them,
         # so that fit and predict see the same numbers
-        Xa = Xa * net.dtype.type(_U8_SCALE)
+        Xa *= net.dtype.type(_U8_SCALE)  # as_array made a float copy already
     check_ndim(Xa, name_x, 2, "(n_samples, n_features)")
     if Xa.shape[1] != net.sizes[0]:
         raise ValueError(
@@ -169,7 +165,7 @@ def fit(net: Any, X: Any, y: Any, *, epochs: int, batch_size: int, learning_rate
     order = np.arange(n, dtype=np.int64)
     for epoch in progress:
         if shuffle:
-            order = rng.permutation(n).astype(np.int64)
+            order = rng.permutation(n).astype(np.int64, copy=False)
         total, hits = trainer.epoch(weights, biases, n_outs, acts_codes, Xa, Y, order, lr,
                                     loss_code)
         if not (np.isfinite(total) and all(np.isfinite(p).all() for p in weights + biases)):
