@@ -481,10 +481,7 @@ cdef int _describe(Net *net, list weights, list biases, list n_outs, list acts,
         net.act[i] = acts[i]
         net.W[i] = views[2 * i].buf
         net.b[i] = views[2 * i + 1].buf
-        if (views[2 * i].ndim != 2 or views[2 * i + 1].ndim != 1
-                or views[2 * i].itemsize != views[0].itemsize
-                or views[2 * i + 1].itemsize != views[0].itemsize
-                or net.ld[i] % DLFR_PANEL or net.ld[i] < net.n_out[i]
+        if (net.ld[i] % DLFR_PANEL or net.ld[i] < net.n_out[i]
                 or views[2 * i + 1].shape[0] != net.ld[i]
                 or (i > 0 and net.n_in[i] != net.n_out[i - 1])):
             raise ValueError("dlfr._kernels: layer arrays do not chain or are not padded")
