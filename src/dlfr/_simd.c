@@ -12,6 +12,9 @@
 #else
 #define DLFR_X86_DISPATCH 0
 #endif
+#if DLFR_X86_DISPATCH
+#include <immintrin.h>
+#endif
 
 #if defined(__GNUC__) || defined(__clang__)
 #define DLFR_VBYTES_GENERIC 16
