@@ -332,20 +332,32 @@ def test_dense_odd_sizes(activation, dtype, shape):
     np.testing.assert_allclose(result, ref.dense(X, W, b, activation), **DENSE_TOL[dtype])
 
 
-@pytest.mark.parametrize("offset", [0, 4, 8, 16, 32, 48])
-@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
-def test_dense_weights_off_a_cache_line(dtype, offset):
-    # A large batch copies a W that does not start a cache line into one that
-    # does; the result must not change, nor W itself.
-    n, n_in, n_out = 300, 37, 32
-    X, W0, b = dense_inputs(n, n_in, n_out, dtype, seed=5)
-    itemsize = np.dtype(dtype).itemsize
+def placed(W0, offset):
+    """A copy of W0 whose data starts `offset` bytes (rounded down to an item)
+    past a cache line."""
+    itemsize = W0.dtype.itemsize
     raw = np.zeros(W0.nbytes + 128, dtype=np.uint8)
     start = -raw.ctypes.data % 64 + offset - offset % itemsize
-    W = raw[start:start + W0.nbytes].view(dtype).reshape(W0.shape)
+    W = raw[start:start + W0.nbytes].view(W0.dtype).reshape(W0.shape)
     W[...] = W0
+    return W
+
+
+@pytest.mark.parametrize("offset", [4, 8, 16, 32, 48, 60])
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize(
+    ("n", "n_in", "n_out"),
+    # one panel (16 outputs): the GEMM reads W's lines aligned and joins them;
+    # n_in 37 and 38 leave 1 and 2 products after the 3-way split. A large
+    # batch of a wider layer copies W to an aligned buffer instead.
+    [(1, 37, 16), (9, 38, 16), (16, 784, 16), (300, 37, 16), (300, 37, 32)],
+)
+def test_dense_weights_off_a_cache_line(n, n_in, n_out, dtype, offset):
+    # the same products as with W on a line: the same result, and W unchanged
+    X, W0, b = dense_inputs(n, n_in, n_out, dtype, seed=5)
+    W = placed(W0, offset)
     result = kernels.dense(X, W, b, "sigmoid")
-    np.testing.assert_array_equal(result, kernels.dense(X, W0.copy(), b, "sigmoid"))
+    np.testing.assert_array_equal(result, kernels.dense(X, placed(W0, 0), b, "sigmoid"))
     np.testing.assert_allclose(result, ref.dense(X, W0, b, "sigmoid"), **DENSE_TOL[dtype])
     np.testing.assert_array_equal(W, W0)
 
