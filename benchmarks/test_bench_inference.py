@@ -15,6 +15,8 @@ group's thread count (the session default in conftest.py is one).
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
@@ -31,6 +33,11 @@ CASES = [(NARROW, batch, dtype, threads)
 CASES += [(WIDE, 4096, dtype, threads) for dtype in ("float32", "float64") for threads in (1, 2)]
 IMPLS = ("numpy", "dlfr", "onnxruntime", "torch", "sklearn")
 TOLERANCE = {"float32": 1e-5, "float64": 1e-12}
+#: Seconds each entry waits before it is timed. A thread pool keeps its
+#: workers spinning for a while after a call (OpenBLAS: about 0.1 s, measured),
+#: and on two cores a spinning worker slows a two-thread entry timed just after
+#: it by 2x; each entry is timed once the previous one's threads are idle.
+SETTLE = 0.25
 
 
 def case_id(case):
@@ -68,6 +75,7 @@ def test_inference(benchmark, case, impl):
     benchmark.group = f"inference {name} batch={batch} {dtype} threads={threads}"
     benchmark.extra_info.update(impl=impl, threads=threads, batch=batch, dtype=dtype)
     with threadpool_limits(limits=threads):
+        time.sleep(SETTLE)
         result = benchmark(run, X)
     np.testing.assert_allclose(result, net.forward(X), rtol=TOLERANCE[dtype],
                                atol=TOLERANCE[dtype])
