@@ -189,6 +189,25 @@ def test_train_from_an_mnist_folder(tmp_path: Path) -> None:
     assert (tmp_path / "f.npz").is_file()
 
 
+def test_train_on_raw_pixels_matches_fit(tmp_path: Path) -> None:
+    # uint8 pixels reach fit as the API gets them (read as value/255, as
+    # predict reads them): the same weights as fit on the same arrays
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, (30, 784), dtype=np.uint8)
+    labels = rng.integers(0, 10, 30)
+    np.save(tmp_path / "X.npy", images)
+    np.save(tmp_path / "y.npy", labels)
+    proc = run("train", "--data", "X.npy", "--labels", "y.npy", "--epochs", "2",
+               "--no-progress", "--out", "p.npz", cwd=tmp_path)
+    assert_ok(proc)
+    net = dlfr.Network([784, 16, 10], seed=0)
+    net.fit(images, labels, epochs=2, batch_size=10, learning_rate=3.0, seed=0)
+    trained = dlfr.Network.load(tmp_path / "p.npz")
+    for got, want in zip(trained.layers, net.layers):
+        np.testing.assert_array_equal(got.W, want.W)
+        np.testing.assert_array_equal(got.b, want.b)
+
+
 # -- predict ----------------------------------------------------------------------------------
 
 

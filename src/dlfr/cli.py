@@ -262,9 +262,9 @@ def _training_data(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, st
             )
         X = _read_array(data, "data file")
         y = _read_array(args.labels, "labels file")
+    # raw uint8 pixels (as in IDX files) stay as they are: fit, evaluate and
+    # predict all read them scaled by 1/255, the same numbers everywhere
     X = _features(X, data)
-    if X.dtype == np.uint8:  # raw pixels, as in IDX files: scale to [0, 1]
-        X = X.astype(args.dtype) / np.array(255, dtype=args.dtype)
     y = _labels_from(y, args.labels or data)
     if len(X) != len(y):
         raise CLIError(f"{data} has {len(X)} samples but the labels number {len(y)}")
