@@ -203,7 +203,7 @@ def test_train_on_raw_pixels_matches_fit(tmp_path: Path) -> None:
     net = dlfr.Network([784, 16, 10], seed=0)
     net.fit(images, labels, epochs=2, batch_size=10, learning_rate=3.0, seed=0)
     trained = dlfr.Network.load(tmp_path / "p.npz")
-    for got, want in zip(trained.layers, net.layers):
+    for got, want in zip(trained.layers, net.layers, strict=True):
         np.testing.assert_array_equal(got.W, want.W)
         np.testing.assert_array_equal(got.b, want.b)
 
