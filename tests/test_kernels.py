@@ -67,8 +67,11 @@ DENSE_SHAPES = [
     (64, 784, 256),
     (5, 1, 4),
 ]
-#: Row counts and widths around register-block sizes (8 rows, 16 columns).
+#: Row counts and widths around register-block sizes (8 rows, 16 columns);
+#: then sums of 96 products or more (AVX-512 float32 takes them two at a time
+#: in blocks of 6 rows) with 0-3 products left over.
 ODD_DENSE_SHAPES = [(n, 13, m) for n in (1, 7, 8, 9, 17) for m in (1, 7, 15, 16, 17, 31, 33)]
+ODD_DENSE_SHAPES += [(n, k, m) for n in (1, 5, 6, 13) for k in (96, 97, 98, 99) for m in (16, 33)]
 
 #: dtypes the policy refuses with a TypeError.
 BAD_DTYPES = [np.bool_, np.complex64, np.complex128, np.object_, np.str_, np.bytes_]

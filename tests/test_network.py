@@ -337,7 +337,8 @@ def test_threads_agree(sizes, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
-@pytest.mark.parametrize("sizes", [[784, 16, 10], [30, 40, 3], [20, 17, 1]], ids=arch_id)
+@pytest.mark.parametrize("sizes", [[784, 16, 10], [30, 40, 3], [20, 17, 1], [99, 20, 3]],
+                         ids=arch_id)
 def test_results_do_not_depend_on_batching(sizes, dtype):
     """Each row's outputs are bit-identical however the rows are batched.
 
