@@ -364,7 +364,8 @@ void FN(bias_update)(REAL *b, const REAL *D, ptrdiff_t rows, ptrdiff_t cols, ptr
  * over S partial sums, partial s taking the products p = s, s + S, s + 2S,
  * ... in order. Blocks differ only in how many rows share a load of B.
  * S > 1 also gives a single row S independent FMA chains, so batch 1 is not
- * bound by the FMA latency.
+ * bound by the FMA latency. (AVX-512 float32 sums of 96 products or more use
+ * the pair kernel below instead, with its own fixed tree.)
  *
  * The loops over rows, partial sums and vectors have constant trip counts
  * and are unrolled fully, so GCC keeps the accumulators in registers (an
@@ -548,7 +549,7 @@ UPDATE_WRAPPER(16) UPDATE_WRAPPER(8) UPDATE_WRAPPER(4) UPDATE_WRAPPER(1)
  * Four partial sums per output: product p goes to lane parity p % 2 of slot
  * (p / 2) % 2, and the output is (P0 + P2) + (P1 + P3) + bias whatever block
  * its row falls in (batch-invariant). Rows per block: 6 (24 accumulators).
- * 1.1x the single-product kernel in an in-cache loop, measured. */
+ * 784 -> 16 in cache: 220 -> 235 GFLOP/s, measured. */
 #define PAIR_KERNEL 1
 #define PR 6 /* rows per full block */
 /* Shorter sums (a hidden layer's second GEMM, k = 16) go to the kernel above:
