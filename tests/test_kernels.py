@@ -350,9 +350,10 @@ def placed(W0, offset):
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize(
     ("n", "n_in", "n_out"),
-    # one panel (16 outputs): the GEMM reads W's lines aligned and joins them;
-    # n_in 37 and 38 leave 1 and 2 products after the 3-way split. A large
-    # batch of a wider layer copies W to an aligned buffer instead.
+    # small batches read W where it is (split loads), through both GEMM
+    # kernels (n_in 784: the pair kernel on AVX-512 float32); n_in 37 and 38
+    # leave 1 and 2 products after the 3-way split. A batch of 256 rows or
+    # more copies W to an aligned buffer first.
     [(1, 37, 16), (9, 38, 16), (16, 784, 16), (300, 37, 16), (300, 37, 32)],
 )
 def test_dense_weights_off_a_cache_line(n, n_in, n_out, dtype, offset):

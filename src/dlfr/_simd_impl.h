@@ -387,87 +387,50 @@ typedef REAL FN(vec_u) __attribute__((vector_size(VBYTES), aligned(sizeof(REAL))
  * registers hold twice the rows (16 accumulators). */
 #define UR (VBYTES == 64 ? 2 * MR : MR)
 #define UNROLL _Pragma("GCC unroll 16")
-/* A prefetch that never faults (any address may be given). Written out on
- * x86-64: GCC keeps the GEMM's accumulators in memory instead of registers
- * when the loop holds __builtin_prefetch, or an asm with a memory operand
- * (2.5x slower, measured); elsewhere none. */
-#if defined(__x86_64__)
+/* On AVX-512 the forward kernels prefetch the next block's rows from inside
+ * their k loop, two lines a step (see FN(micro)), with prefetcht0 written out:
+ * GCC keeps the accumulators in memory instead of registers when that loop
+ * holds __builtin_prefetch or an asm with a memory operand (2.5x slower,
+ * measured). Elsewhere a step reads 16 bytes or less of each row, and FN(gemm)
+ * starts each next block's rows itself, two lines of each. */
+#if VBYTES == 64 && defined(__x86_64__)
+#define LOOP_PREFETCH 1
 #define PREFETCH(address) __asm__ volatile("prefetcht0 (%0)" : : "r"(address))
 #else
+#define LOOP_PREFETCH 0
 #define PREFETCH(address) ((void)(address))
-#endif
-
-/* Lane indices of a vector, for joining two vectors (see FN(join)). */
-typedef UINT FN(lanes) __attribute__((vector_size(VBYTES)));
-
-#if VBYTES == 64 && DLFR_X86_DISPATCH
-/* When B is one panel whose rows straddle cache lines, the forward GEMM reads
- * it as whole, aligned lines and joins each two neighbours into a row (a
- * split load costs the GEMM about 10 %, measured at 784 -> 16, batch 16).
- * The products are the same, so are the results. */
-#define SHIFTED_B 1
-/* The VL elements from `first` (lanes first[0] ...) of lo's then hi's. */
-static inline FN(vec) FN(join)(FN(vec) lo, FN(vec) hi, FN(lanes) first)
-{
-#if DLFR_IS_F32
-    return (FN(vec))_mm512_permutex2var_ps((__m512)lo, (__m512i)first, (__m512)hi);
-#else
-    return (FN(vec))_mm512_permutex2var_pd((__m512d)lo, (__m512i)first, (__m512d)hi);
-#endif
-}
-#else
-#define SHIFTED_B 0
-static inline FN(vec) FN(join)(FN(vec) lo, FN(vec) hi, FN(lanes) first)
-{
-    (void)hi, (void)first;
-    return lo; /* never called: no shifted kernels without SHIFTED_B */
-}
 #endif
 
 /* C rows [0, R) x one panel = bias + A rows [0, R) @ B panel; row i of A
  * starts at A + i*lda. Always inlined into the fixed-R wrappers below. */
 static inline __attribute__((always_inline)) void FN(micro)(
-    const int R, const int S, const int SHIFTED, ptrdiff_t k, const REAL *A, ptrdiff_t lda,
-    const REAL *B, ptrdiff_t ldb, const REAL *bias, REAL *C, ptrdiff_t ldc)
+    const int R, const int S, ptrdiff_t k, const REAL *A, ptrdiff_t lda, const REAL *B,
+    ptrdiff_t ldb, const REAL *bias, REAL *C, ptrdiff_t ldc)
 {
-    /* SHIFTED: B is one panel (ldb = NV * VL), starting `shift` elements into
-     * an aligned vector; line[i] is the i-th aligned vector from there, and
-     * the row vector i is join(line[i], line[i + 1]). */
-    const REAL *line = B;
-    FN(lanes) first = {0};
-    FN(vec) low = {0};
-    if (SHIFTED) {
-        ptrdiff_t shift = (ptrdiff_t)((uintptr_t)B % VBYTES / sizeof(REAL));
-        line = B - shift;
-        UNROLL for (int i = 0; i < VL; i++) first[i] = (UINT)(shift + i);
-        low = *(const FN(vec) *)line;
-    }
     FN(vec) acc[R][S][NV];
     UNROLL for (int r = 0; r < R; r++)
         UNROLL for (int t = 0; t < S; t++)
             UNROLL for (int v = 0; v < NV; v++) acc[r][t][v] = (FN(vec)){0};
-    /* The next block's rows (the R rows after these, when they lie one after
-     * another as a batch's rows do) are fetched toward the cache as fast as
-     * this block reads its own: one prefetch a step, of the line as far past
-     * the next block's start as this step's loads are past this block's.
-     * Streaming a batch that is not in cache is 1.4x faster so (the hardware
-     * prefetcher alone starts late on each of the block's 8 row streams). */
-    const char *ahead = (const char *)(A + R * lda);
+    /* The R rows after these (the next block, when rows lie one after another
+     * as a batch's do) are fetched toward the cache while this block runs,
+     * walking that block's bytes at the pace this one reads its own: R * S
+     * values (96 bytes) a step, so two lines a step cover every line. Streaming
+     * a batch from memory is 1.4x faster so (the hardware prefetcher alone
+     * starts late on each of the block's row streams), and the second line
+     * another 7 %, measured. An address, not a pointer: it runs past the end
+     * of A in the last block, and prefetcht0 never faults. */
+    uintptr_t ahead = (uintptr_t)A + (uintptr_t)(R * lda) * sizeof(REAL);
     ptrdiff_t p = 0;
     for (; p + S <= k; p += S) {
-        PREFETCH(ahead);
-        ahead += R * S * sizeof(REAL);
+        if (LOOP_PREFETCH) {
+            PREFETCH(ahead);
+            PREFETCH(ahead + 64);
+            ahead += R * S * sizeof(REAL);
+        }
         UNROLL for (int t = 0; t < S; t++) {
             FN(vec) bv[NV];
-            UNROLL for (int v = 0; v < NV; v++) {
-                if (SHIFTED) {
-                    FN(vec) high = *(const FN(vec) *)(line + ((p + t) * NV + v + 1) * VL);
-                    bv[v] = FN(join)(low, high, first);
-                    low = high;
-                } else {
-                    bv[v] = *(const FN(vec_u) *)(B + (p + t) * ldb + v * VL);
-                }
-            }
+            UNROLL for (int v = 0; v < NV; v++)
+                bv[v] = *(const FN(vec_u) *)(B + (p + t) * ldb + v * VL);
             UNROLL for (int r = 0; r < R; r++) {
                 REAL x = A[r * lda + p + t];
                 UNROLL for (int v = 0; v < NV; v++) acc[r][t][v] += x * bv[v];
@@ -515,12 +478,12 @@ static inline __attribute__((always_inline)) void FN(update_micro)(
         UNROLL for (int v = 0; v < NV; v++) *(FN(vec_u) *)(C + r * ldc + v * VL) += alpha * acc[r][v];
 }
 
-#define FORWARD_WRAPPER(ROWS, SHIFTED, NAME)                                            \
-    static __attribute__((noinline)) void FN(NAME)(                                     \
+#define FORWARD_WRAPPER(ROWS)                                                           \
+    static __attribute__((noinline)) void FN(micro_##ROWS)(                             \
         ptrdiff_t k, const REAL *A, ptrdiff_t lda, const REAL *B, ptrdiff_t ldb,        \
         const REAL *bias, REAL *C, ptrdiff_t ldc)                                       \
     {                                                                                   \
-        FN(micro)(ROWS < MR ? ROWS : MR, SPLIT, SHIFTED, k, A, lda, B, ldb, bias, C, ldc); \
+        FN(micro)(ROWS < MR ? ROWS : MR, SPLIT, k, A, lda, B, ldb, bias, C, ldc);       \
     }
 #define UPDATE_WRAPPER(ROWS)                                                            \
     static __attribute__((noinline)) void FN(update_##ROWS)(                            \
@@ -529,12 +492,7 @@ static inline __attribute__((always_inline)) void FN(update_micro)(
     {                                                                                   \
         FN(update_micro)(ROWS < UR ? ROWS : UR, k, A, lda, B, ldb, C, ldc, alpha); \
     }
-FORWARD_WRAPPER(8, 0, micro_8) FORWARD_WRAPPER(4, 0, micro_4)
-FORWARD_WRAPPER(2, 0, micro_2) FORWARD_WRAPPER(1, 0, micro_1)
-#if SHIFTED_B
-FORWARD_WRAPPER(8, 1, shifted_8) FORWARD_WRAPPER(4, 1, shifted_4)
-FORWARD_WRAPPER(2, 1, shifted_2) FORWARD_WRAPPER(1, 1, shifted_1)
-#endif
+FORWARD_WRAPPER(8) FORWARD_WRAPPER(4) FORWARD_WRAPPER(2) FORWARD_WRAPPER(1)
 UPDATE_WRAPPER(16) UPDATE_WRAPPER(8) UPDATE_WRAPPER(4) UPDATE_WRAPPER(1)
 #undef FORWARD_WRAPPER
 #undef UPDATE_WRAPPER
@@ -576,16 +534,17 @@ static inline __attribute__((always_inline)) void FN(pair_micro)(
     UNROLL for (int r = 0; r < R; r++)
         UNROLL for (int q = 0; q < 4; q++) acc[r][q] = _mm512_setzero_ps();
     /* prefetch the next block's rows as in FN(micro) */
-    const char *ahead = (const char *)(A + R * lda);
+    uintptr_t ahead = (uintptr_t)A + (uintptr_t)(R * lda) * sizeof(float);
     ptrdiff_t p = 0;
     for (; p + 4 <= k; p += 4) {
         PREFETCH(ahead);
+        PREFETCH(ahead + 64);
         ahead += R * 4 * sizeof(float);
         __m512 b0 = _mm512_loadu_ps(B + p * ldb), b1 = _mm512_loadu_ps(B + (p + 1) * ldb);
         __m512 b2 = _mm512_loadu_ps(B + (p + 2) * ldb), b3 = _mm512_loadu_ps(B + (p + 3) * ldb);
         /* each row loaded once into a register (GCC would fold the loads into
-         * both permutes of a row: twice the loads, split ones if B is not on
-         * a cache line) */
+         * both permutes of a row: twice the loads, all split ones when B does
+         * not start a cache line; as it is, such a B costs ~4 %, measured) */
         __asm__("" : "+v"(b0), "+v"(b1), "+v"(b2), "+v"(b3));
         __m512 x0 = _mm512_permutex2var_ps(b0, low, b1), x1 = _mm512_permutex2var_ps(b0, high, b1);
         __m512 y0 = _mm512_permutex2var_ps(b2, low, b3), y1 = _mm512_permutex2var_ps(b2, high, b3);
@@ -647,14 +606,10 @@ void FN(gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t ld
      * clamped to MR, so a block never exceeds the registers) */
     typedef void (*kernel)(ptrdiff_t, const REAL *, ptrdiff_t, const REAL *, ptrdiff_t,
                            const REAL *, REAL *, ptrdiff_t);
-    const kernel aligned[4] = {FN(micro_8), FN(micro_4), FN(micro_2), FN(micro_1)};
-    const kernel *kernels = aligned;
+    const kernel singles[4] = {FN(micro_8), FN(micro_4), FN(micro_2), FN(micro_1)};
+    const kernel *kernels = singles;
     const int single_rows[4] = {MR, 4 < MR ? 4 : MR, 2 < MR ? 2 : MR, 1};
     const int *rows = single_rows;
-#if SHIFTED_B
-    const kernel shifted[4] = {FN(shifted_8), FN(shifted_4), FN(shifted_2), FN(shifted_1)};
-    if (n == DLFR_PANEL && ldb == DLFR_PANEL && (uintptr_t)B % VBYTES != 0) kernels = shifted;
-#endif
 #if PAIR_KERNEL
     /* chosen by k alone, so a layer's outputs never depend on the batch */
     const kernel pairs[4] = {FN(pair_6), FN(pair_4), FN(pair_2), FN(pair_1)};
@@ -666,10 +621,16 @@ void FN(gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t ld
 #endif
     ptrdiff_t i = 0;
     for (int b = 0; b < 4; b++)
-        for (; i + rows[b] <= m; i += rows[b])
+        for (; i + rows[b] <= m; i += rows[b]) {
+            if (!LOOP_PREFETCH) /* the next block's rows: two lines of each */
+                for (ptrdiff_t r = i + rows[b]; r < i + 2 * rows[b] && r < m; r++) {
+                    __builtin_prefetch(A + r * lda, 0, 3);
+                    __builtin_prefetch((const char *)(A + r * lda) + 64, 0, 3);
+                }
             for (ptrdiff_t j = 0; j < n; j += DLFR_PANEL)
                 kernels[b](k, A + i * lda, lda, B + j, ldb, bias ? bias + j : NULL,
                            C + i * ldc + j, ldc);
+        }
 }
 
 void FN(gemm_update)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t lda,
@@ -733,7 +694,7 @@ void FN(gemm_update)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdi
 
 #undef UNROLL
 #undef PREFETCH
-#undef SHIFTED_B
+#undef LOOP_PREFETCH
 #undef PAIR_KERNEL
 #undef PR
 #undef PAIR_MIN_K
