@@ -391,7 +391,8 @@ typedef REAL FN(vec_u) __attribute__((vector_size(VBYTES), aligned(sizeof(REAL))
  * their k loop, two lines a step (see FN(micro)), with prefetcht0 written out:
  * GCC keeps the accumulators in memory instead of registers when that loop
  * holds __builtin_prefetch or an asm with a memory operand (2.5x slower,
- * measured). Elsewhere a step reads 16 bytes or less of each row, and FN(gemm)
+ * measured). Elsewhere a step reads 16 bytes or less in all (one prefetch a
+ * step would mostly repeat itself: 5-10 % slower, measured), and FN(gemm)
  * starts each next block's rows itself, two lines of each. */
 #if VBYTES == 64 && defined(__x86_64__)
 #define LOOP_PREFETCH 1
