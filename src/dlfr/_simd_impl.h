@@ -20,61 +20,58 @@
 static inline UINT FN(bits)(REAL x) { union { REAL f; UINT u; } v; v.f = x; return v.u; }
 static inline REAL FN(from_bits)(UINT u) { union { REAL f; UINT u; } v; v.u = u; return v.f; }
 
+/* e^x's range reduction and polynomial, shared by exp_nonpos and the AVX-512
+ * sigmoid: below EXP_LO e^x rounds to 0; x = k ln2 + r with |r| <= ln2/2, k
+ * rounded by adding EXP_MAGIC, ln2 split so that k * EXP_LN2_HI is exact. */
+#if DLFR_IS_F32
+#define EXP_LO (-104.0f)
+#define EXP_LOG2E 1.44269504088896341f
+#define EXP_MAGIC 12582912.0f /* 1.5*2^23 */
+#define EXP_LN2_HI 0.693359375f
+#define EXP_LN2_LO (-2.12194440e-4f)
+/* Cephes expf minimax polynomial on [-ln2/2, ln2/2], highest power first */
+static const float FN(exp_poly)[] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
+                                     4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
+#else
+#define EXP_LO (-746.0)
+#define EXP_LOG2E 1.4426950408889634
+#define EXP_MAGIC 6755399441055744.0 /* 1.5*2^52 */
+#define EXP_LN2_HI 6.93145751953125e-1
+#define EXP_LN2_LO 1.42860682030941723212e-6
+/* Taylor series to r^13: the truncation error is below 2^-60 on |r| <= ln2/2 */
+static const double FN(exp_poly)[] = {1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0,
+                                      1.0 / 3628800.0, 1.0 / 362880.0, 1.0 / 40320.0,
+                                      1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0,
+                                      1.0 / 6.0, 0.5};
+#endif
+#define EXP_TERMS (sizeof FN(exp_poly) / sizeof FN(exp_poly)[0])
+
 /* e^x for x <= 0 (or NaN), correct to about 1 ulp down into the denormals:
- * x = k ln2 + r with |r| <= ln2/2, e^r by polynomial, 2^k put into the
- * exponent bits in two halves so that k may go below the normal range. */
+ * e^r by the polynomial, then 2^k put into the exponent bits in two halves so
+ * that k may go below the normal range. */
 static inline REAL FN(exp_nonpos)(REAL x)
 {
+    x = (x < EXP_LO) ? EXP_LO : x; /* NaN passes through */
+    REAL t = x * EXP_LOG2E + EXP_MAGIC;
+    REAL kf = t - EXP_MAGIC;
+    REAL r = x - kf * EXP_LN2_HI;
+    r = r - kf * EXP_LN2_LO;
+    REAL p = FN(exp_poly)[0];
+    for (size_t i = 1; i < EXP_TERMS; i++) p = p * r + FN(exp_poly)[i];
+    p = p * r * r + r + 1;
 #if DLFR_IS_F32
-    const REAL lo = -104.0f, log2e = 1.44269504088896341f, magic = 12582912.0f; /* 1.5*2^23 */
-    const REAL ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
-    x = (x < lo) ? lo : x; /* below this e^x rounds to 0; NaN passes through */
-    REAL t = x * log2e + magic;
-    REAL kf = t - magic;
-    REAL r = x - kf * ln2_hi;
-    r = r - kf * ln2_lo;
-    /* Cephes expf minimax polynomial on [-ln2/2, ln2/2] */
-    REAL p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
     /* k = t's integer part, read off its low mantissa bits (no float->int). */
-    int32_t k = (int32_t)(FN(bits)(t) - FN(bits)(magic));
+    int32_t k = (int32_t)(FN(bits)(t) - FN(bits)(EXP_MAGIC));
     int32_t k1 = k / 2, k2 = k - k1;
     REAL s1 = FN(from_bits)((UINT)(k1 + 127) << 23);
     REAL s2 = FN(from_bits)((UINT)(k2 + 127) << 23);
-    return p * s1 * s2;
 #else
-    const REAL lo = -746.0, log2e = 1.4426950408889634, magic = 6755399441055744.0; /* 1.5*2^52 */
-    const REAL ln2_hi = 6.93145751953125e-1, ln2_lo = 1.42860682030941723212e-6;
-    x = (x < lo) ? lo : x;
-    REAL t = x * log2e + magic;
-    REAL kf = t - magic;
-    REAL r = x - kf * ln2_hi;
-    r = r - kf * ln2_lo;
-    /* Taylor series to r^13: the truncation error is below 2^-60 on |r| <= ln2/2 */
-    REAL p = 1.0 / 6227020800.0;
-    p = p * r + 1.0 / 479001600.0;
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = p * r * r + r + 1.0;
-    int64_t k = (int64_t)(FN(bits)(t) - FN(bits)(magic));
+    int64_t k = (int64_t)(FN(bits)(t) - FN(bits)(EXP_MAGIC));
     int64_t k1 = k / 2, k2 = k - k1;
     REAL s1 = FN(from_bits)((UINT)(k1 + 1023) << 52);
     REAL s2 = FN(from_bits)((UINT)(k2 + 1023) << 52);
-    return p * s1 * s2;
 #endif
+    return p * s1 * s2;
 }
 
 /* sigma(z) with e = e^-|z| <= 1: never overflows, exact 0.5 at 0. */
@@ -124,30 +121,17 @@ static inline ZV FN(sigmoid_zmm)(ZV z)
 {
     const ZV one = ZOP(set1)(1);
     ZV x = ZOP(or)(z, ZOP(set1)(-0.0)); /* -|z| */
-#if DLFR_IS_F32
-    x = ZOP(max)(ZOP(set1)(-104.0f), x);
-    const ZV magic = ZOP(set1)(12582912.0f);
-    ZV kf = ZOP(sub)(ZOP(fmadd)(x, ZOP(set1)(1.44269504088896341f), magic), magic);
-    ZV r = ZOP(fnmadd)(kf, ZOP(set1)(0.693359375f), x);
-    r = ZOP(fnmadd)(kf, ZOP(set1)(-2.12194440e-4f), r);
-    static const float c[] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
-                              4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
-#else
-    x = ZOP(max)(ZOP(set1)(-746.0), x);
-    const ZV magic = ZOP(set1)(6755399441055744.0);
-    ZV kf = ZOP(sub)(ZOP(fmadd)(x, ZOP(set1)(1.4426950408889634), magic), magic);
-    ZV r = ZOP(fnmadd)(kf, ZOP(set1)(6.93145751953125e-1), x);
-    r = ZOP(fnmadd)(kf, ZOP(set1)(1.42860682030941723212e-6), r);
-    static const double c[] = {1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0,
-                               1.0 / 3628800.0, 1.0 / 362880.0, 1.0 / 40320.0,
-                               1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0,
-                               1.0 / 6.0, 0.5};
-#endif
+    x = ZOP(max)(ZOP(set1)(EXP_LO), x);
+    const ZV magic = ZOP(set1)(EXP_MAGIC);
+    ZV kf = ZOP(sub)(ZOP(fmadd)(x, ZOP(set1)(EXP_LOG2E), magic), magic);
+    ZV r = ZOP(fnmadd)(kf, ZOP(set1)(EXP_LN2_HI), x);
+    r = ZOP(fnmadd)(kf, ZOP(set1)(EXP_LN2_LO), r);
+    const REAL *c = FN(exp_poly);
     /* the polynomial by pairs, c[i] r + c[i+1], then Horner in r^2: half the
      * dependent steps, so more vectors are in flight at once */
     ZV r2 = ZOP(mul)(r, r);
     ZV p = ZOP(fmadd)(ZOP(set1)(c[0]), r, ZOP(set1)(c[1]));
-    for (size_t i = 2; i < sizeof c / sizeof c[0]; i += 2)
+    for (size_t i = 2; i < EXP_TERMS; i += 2)
         p = ZOP(fmadd)(p, r2, ZOP(fmadd)(ZOP(set1)(c[i]), r, ZOP(set1)(c[i + 1])));
     p = ZOP(add)(ZOP(fmadd)(p, r2, r), one);
     ZV e = ZOP(scalef)(p, kf);            /* e^-|z| */
@@ -695,6 +679,12 @@ void FN(gemm_update)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdi
 
 #undef UNROLL
 #undef PREFETCH
+#undef EXP_LO
+#undef EXP_LOG2E
+#undef EXP_MAGIC
+#undef EXP_LN2_HI
+#undef EXP_LN2_LO
+#undef EXP_TERMS
 #undef LOOP_PREFETCH
 #undef PAIR_KERNEL
 #undef PR
