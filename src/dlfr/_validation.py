@@ -17,7 +17,6 @@ import numpy as np
 
 F32 = np.dtype(np.float32)
 F64 = np.dtype(np.float64)
-FLOAT_DTYPES = (F32, F64)
 
 
 def real_dtype(name: str, dtype: Any) -> np.dtype:
@@ -26,7 +25,7 @@ def real_dtype(name: str, dtype: Any) -> np.dtype:
         dt = None if dtype is None else np.dtype(dtype)  # np.dtype(None) is float64
     except TypeError:
         dt = None
-    if dt is None or dt.type not in (np.float32, np.float64):
+    if dt is None or dt.type not in (F32.type, F64.type):
         raise ValueError(f"{name} must be 'float32' or 'float64'; got {dtype!r}")
     return F32 if dt.type is np.float32 else F64  # native byte order
 

@@ -151,10 +151,7 @@ def _write_atomic(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any
 
 def _write_json(path: str, data: Any) -> None:
     text = json.dumps(data, indent=1, allow_nan=False) + "\n"
-    def write(f: IO[bytes]) -> None:
-        f.write(text.encode("utf-8"))
-
-    _write_atomic(path, write)
+    _write_atomic(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def _read_json(path: str, what: str) -> Any:

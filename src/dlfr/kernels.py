@@ -9,6 +9,7 @@ shape and dtype and be C-contiguous and writeable. Elementwise kernels accept
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -24,14 +25,11 @@ __all__ = [
 ]
 
 
-def _elementwise(z: Any, out: Any, act: int | None) -> Any:
-    """act(z) elementwise, or the sigmoid's derivative when act is None."""
+def _elementwise(z: Any, out: Any, kernel: Callable[..., None], *args: int) -> Any:
+    """``kernel(z, out, *args)`` on the flattened arrays, out allocated if None."""
     arr = as_array(z, "z")
     res = out_array(out, arr.shape, arr.dtype, (arr,), (arr,))
-    if act is None:
-        _kernels.sigmoid_prime(arr.reshape(-1), res.reshape(-1))
-    else:
-        _kernels.activate(arr.reshape(-1), res.reshape(-1), act)
+    kernel(arr.reshape(-1), res.reshape(-1), *args)
     return res[()] if out is None and arr.ndim == 0 else res
 
 
@@ -42,27 +40,27 @@ def sigmoid(z: Any, out: Any = None) -> Any:
     clipping): exactly 0.5 at 0, 0 and 1 at -inf and +inf, NaN stays NaN,
     within 4 ulp of scipy.special.expit.
     """
-    return _elementwise(z, out, _kernels.SIGMOID)
+    return _elementwise(z, out, _kernels.activate, _kernels.SIGMOID)
 
 
 def tanh(z: Any, out: Any = None) -> Any:
     """The hyperbolic tangent, elementwise."""
-    return _elementwise(z, out, _kernels.TANH)
+    return _elementwise(z, out, _kernels.activate, _kernels.TANH)
 
 
 def relu(z: Any, out: Any = None) -> Any:
     """max(z, 0) elementwise; NaN stays NaN."""
-    return _elementwise(z, out, _kernels.RELU)
+    return _elementwise(z, out, _kernels.activate, _kernels.RELU)
 
 
 def step(z: Any, out: Any = None) -> Any:
     """The perceptron's activation: 1 where z >= 0, else 0; NaN stays NaN."""
-    return _elementwise(z, out, _kernels.STEP)
+    return _elementwise(z, out, _kernels.activate, _kernels.STEP)
 
 
 def identity(z: Any, out: Any = None) -> Any:
     """z itself (a copy, or written into ``out``)."""
-    return _elementwise(z, out, _kernels.IDENTITY)
+    return _elementwise(z, out, _kernels.activate, _kernels.IDENTITY)
 
 
 def softmax(z: Any, out: Any = None) -> Any:
@@ -82,7 +80,7 @@ def sigmoid_prime(z: Any, out: Any = None) -> Any:
     Computed as e / (1 + e)^2 with e = exp(-|z|), so it stays accurate in
     the tails where 1 - sigma(z) rounds to 0.
     """
-    return _elementwise(z, out, None)
+    return _elementwise(z, out, _kernels.sigmoid_prime)
 
 
 def sigmoid_backward(grad: Any, a: Any, out: Any = None) -> Any:

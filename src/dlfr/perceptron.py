@@ -239,6 +239,10 @@ class Perceptron:
         """decision_function for an X already checked by _check_X."""
         return X @ self.W + self.dtype.type(self.b)
 
+    def _labels(self, X: np.ndarray) -> np.ndarray:
+        """predict for an X already checked by _check_X."""
+        return (self._decision(X) >= 0).astype(np.int64)
+
     def predict(self, X: Any) -> np.ndarray:
         """Class labels: 1 where ``X @ W + b >= 0``, else 0.
 
@@ -252,7 +256,7 @@ class Perceptron:
         numpy.ndarray
             Shape (n_samples,), int64 labels 0 or 1.
         """
-        return (self.decision_function(X) >= 0).astype(np.int64)
+        return self._labels(self._check_X(X))
 
     def evaluate(self, X: Any, y: Any) -> float:
         """Accuracy: the fraction of samples classified correctly.
@@ -273,4 +277,4 @@ class Perceptron:
         if len(X) == 0:
             raise ValueError("X must hold at least one sample, got shape (0, ...)")
         y = self._check_y(y, len(X))
-        return float(np.mean((self._decision(X) >= 0) == y))
+        return float(np.mean(self._labels(X) == y))

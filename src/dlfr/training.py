@@ -67,12 +67,6 @@ def loss_value(a: np.ndarray, Y: np.ndarray, loss: str, softmax: bool) -> float:
     )
 
 
-def _accuracy(a: np.ndarray, Y: np.ndarray) -> float:
-    """Share of rows whose outputs ``a`` give the label of target rows ``Y``
-    (labels as Network.predict gives them)."""
-    return float(np.mean(_decide(a) == _decide(Y)))
-
-
 def _all_finite(X: np.ndarray) -> bool:
     """No NaN or inf in X: a NaN or inf makes the sum non-finite (one cheap pass,
     no boolean temporary); only a non-finite sum needs the exact check."""
@@ -148,6 +142,7 @@ def fit(net: Any, X: Any, y: Any, *, epochs: int, batch_size: int, learning_rate
         except (TypeError, ValueError):
             raise ValueError("validation_data must be a pair (X_val, y_val)") from None
         val = _check_data(net, Xv, yv, "validation_data X", "validation_data y")
+        val_labels = _decide(val[1])  # the targets' labels, as predict gives them
     rng = np.random.default_rng(seed)
     progress = _progress(epochs, verbose)
 
@@ -175,7 +170,7 @@ def fit(net: Any, X: Any, y: Any, *, epochs: int, batch_size: int, learning_rate
         if val is not None:
             a = net.forward(val[0])
             history["val_loss"].append(loss_value(a, val[1], loss, softmax))
-            history["val_accuracy"].append(_accuracy(a, val[1]))
+            history["val_accuracy"].append(float(np.mean(_decide(a) == val_labels)))
         if verbose:
             progress.set_postfix({k: f"{v[-1]:.4f}" for k, v in history.items()})
     return history
