@@ -35,6 +35,7 @@ cdef extern from "_omp.h" nogil:
 
 cdef extern from "_simd.h" nogil:
     int DLFR_PANEL
+    int DLFR_CACHE_LINE
     enum:
         DLFR_IDENTITY
         DLFR_SIGMOID
@@ -104,6 +105,7 @@ RELU = DLFR_RELU
 STEP = DLFR_STEP
 SOFTMAX = DLFR_SOFTMAX
 PANEL = DLFR_PANEL
+CACHE_LINE = DLFR_CACHE_LINE
 # Widest output a layer may have and still use dlfr's own GEMM; wider layers
 # go to BLAS, which wins once the panel of weights no longer fits in cache.
 cdef enum:
@@ -274,7 +276,7 @@ cdef void _dense(const floating *X, const floating *W, const floating *b, floati
             memcpy(&out[r * n_out], b, n_out * sizeof(floating))
         _bias_act(out, n, n_out, n_out, <const floating *>NULL, act)
     elif n_out % DLFR_PANEL == 0 and n_out <= NARROW_MAX_:
-        if n >= ALIGN_COPY_MIN_ROWS and <size_t>W % 64 != 0:
+        if n >= ALIGN_COPY_MIN_ROWS and <size_t>W % DLFR_CACHE_LINE != 0:
             # W's panel rows straddle cache lines (two loads each): for a batch
             # this large an aligned copy of W costs less than it saves
             W_aligned = <floating *>dlfr_aligned_alloc(n_in * n_out * sizeof(floating))

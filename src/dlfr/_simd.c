@@ -25,15 +25,13 @@
 
 /* ---- cache-line aligned memory: malloc's block, its address kept just before ---- */
 
-#define DLFR_ALIGN 64
-
 void *dlfr_aligned_alloc(size_t bytes)
 {
-    if (bytes > SIZE_MAX - DLFR_ALIGN - sizeof(void *)) return NULL;
-    char *raw = malloc(bytes + DLFR_ALIGN + sizeof(void *));
+    if (bytes > SIZE_MAX - DLFR_CACHE_LINE - sizeof(void *)) return NULL;
+    char *raw = malloc(bytes + DLFR_CACHE_LINE + sizeof(void *));
     if (raw == NULL) return NULL;
     uintptr_t first = (uintptr_t)(raw + sizeof(void *));
-    char *aligned = raw + sizeof(void *) + (-first & (DLFR_ALIGN - 1));
+    char *aligned = raw + sizeof(void *) + (-first & (DLFR_CACHE_LINE - 1));
     ((void **)aligned)[-1] = raw;
     return aligned;
 }
@@ -45,8 +43,6 @@ void dlfr_aligned_free(void *p)
 
 /* ---- prefetching ahead (struct dlfr_prefetch), a cache line at a time ---- */
 
-#define DLFR_LINE 64
-
 struct prefetch_cursor {
     ptrdiff_t row, offset;
 };
@@ -56,7 +52,7 @@ struct prefetch_cursor {
  * work out). */
 static ptrdiff_t prefetch_lines(const struct dlfr_prefetch *ahead)
 {
-    return ahead->rows * ((ahead->row_bytes + DLFR_LINE - 1) / DLFR_LINE + 1);
+    return ahead->rows * ((ahead->row_bytes + DLFR_CACHE_LINE - 1) / DLFR_CACHE_LINE + 1);
 }
 
 /* Prefetch the next `lines` lines of ahead's rows from *at on (none past the
@@ -69,11 +65,11 @@ static void prefetch_next(const struct dlfr_prefetch *ahead, struct prefetch_cur
     while (lines > 0 && at->row < ahead->rows) {
         ptrdiff_t r = ahead->index ? (ptrdiff_t)ahead->index[at->row] : at->row;
         const char *row = ahead->base + r * ahead->row_bytes;
-        const char *first = row - (uintptr_t)row % DLFR_LINE;
+        const char *first = row - (uintptr_t)row % DLFR_CACHE_LINE;
         ptrdiff_t span = row + ahead->row_bytes - first; /* bytes from its first line on */
-        ptrdiff_t end = at->offset + lines * DLFR_LINE;
+        ptrdiff_t end = at->offset + lines * DLFR_CACHE_LINE;
         if (end > span) end = span;
-        for (ptrdiff_t o = at->offset; o < end; o += DLFR_LINE, lines--)
+        for (ptrdiff_t o = at->offset; o < end; o += DLFR_CACHE_LINE, lines--)
             __builtin_prefetch(first + o, 0, 3);
         at->offset = end;
         if (end == span) {

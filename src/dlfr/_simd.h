@@ -19,6 +19,8 @@
 #include <stdint.h>
 
 #define DLFR_PANEL 16
+/* Bytes per cache line: buffers start on one, prefetches go a line at a time. */
+#define DLFR_CACHE_LINE 64
 
 enum dlfr_activation {
     DLFR_IDENTITY = 0,

@@ -409,7 +409,7 @@ static inline __attribute__((always_inline)) void FN(micro)(
     for (; p + S <= k; p += S) {
         if (LOOP_PREFETCH) {
             PREFETCH(ahead);
-            PREFETCH(ahead + 64);
+            PREFETCH(ahead + DLFR_CACHE_LINE);
             ahead += R * S * sizeof(REAL);
         }
         UNROLL for (int t = 0; t < S; t++) {
@@ -523,7 +523,7 @@ static inline __attribute__((always_inline)) void FN(pair_micro)(
     ptrdiff_t p = 0;
     for (; p + 4 <= k; p += 4) {
         PREFETCH(ahead);
-        PREFETCH(ahead + 64);
+        PREFETCH(ahead + DLFR_CACHE_LINE);
         ahead += R * 4 * sizeof(float);
         __m512 b0 = _mm512_loadu_ps(B + p * ldb), b1 = _mm512_loadu_ps(B + (p + 1) * ldb);
         __m512 b2 = _mm512_loadu_ps(B + (p + 2) * ldb), b3 = _mm512_loadu_ps(B + (p + 3) * ldb);

@@ -18,7 +18,7 @@ def _padded_width(n_out: int) -> int:
 
 #: Bytes per cache line: the GEMM loads W a whole panel row (64 bytes in
 #: float32) at a time, and a row that straddles two lines costs two loads.
-CACHE_LINE = 64
+CACHE_LINE = _kernels.CACHE_LINE
 
 
 def _aligned_zeros(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
