@@ -43,6 +43,9 @@ TOL = {
               "float64": {"rtol": 1e-13, "atol": 1e-14}},
     "forward": {"float32": {"rtol": 1e-5, "atol": 1e-6},
                 "float64": {"rtol": 1e-13, "atol": 1e-14}},
+    # layers over 64 units: AVX-512's wide kernel against BLAS elsewhere
+    "wide": {"float32": {"rtol": 1e-5, "atol": 1e-6},
+             "float64": {"rtol": 1e-13, "atol": 1e-14}},
     "trained": {"float32": {"rtol": 3e-5, "atol": 3e-6},
                 "float64": {"rtol": 1e-12, "atol": 1e-13}},
 }
@@ -54,11 +57,12 @@ SCRIPT = textwrap.dedent(
     import sys
     import numpy as np
     import dlfr
-    from dlfr import kernels
+    from dlfr import _kernels, kernels
     from dlfr.datasets import load_mnist
 
     out = {"simd_in_use": np.array(dlfr.show_config(mode="dicts")["simd_in_use"]),
-           "simd_supported": np.array(dlfr.show_config(mode="dicts")["simd_supported"])}
+           "simd_supported": np.array(dlfr.show_config(mode="dicts")["simd_supported"]),
+           "gemm_wide": np.array(_kernels.gemm_wide())}
     X_all, y_all = load_mnist()
     for dtype in ("float32", "float64"):
         # Every float from far below to far above the sigmoid's saturation,
@@ -72,6 +76,8 @@ SCRIPT = textwrap.dedent(
         out[f"dense/{dtype}"] = kernels.dense(X, W, b, activation="sigmoid")
         net = dlfr.Network([784, 16, 10], dtype=dtype, seed=0)
         out[f"forward/{dtype}"] = net.forward(X_all[:1000])
+        out[f"wide/{dtype}"] = dlfr.Network([784, 256, 80, 10], dtype=dtype,
+                                             seed=1).forward(X_all[:301])
         net.fit(X_all[:1000], y_all[:1000], epochs=1, batch_size=10, learning_rate=3.0, seed=0)
         out[f"trained/{dtype}"] = np.concatenate(
             [a.ravel() for layer in net.layers for a in (layer.W, layer.b)])
@@ -118,6 +124,11 @@ def test_environment_selects_the_level(outputs, simd):
     supported = str(outputs[simd]["simd_supported"])
     assert supported in LEVELS
     assert str(outputs[simd]["simd_in_use"]) == _expected_level(simd, supported)
+
+
+@pytest.mark.parametrize("simd", [*LEVELS, "auto"])
+def test_wide_gemm_only_on_avx512(outputs, simd):
+    assert bool(outputs[simd]["gemm_wide"]) == (str(outputs[simd]["simd_in_use"]) == "avx512")
 
 
 def test_generic_is_always_available(outputs):

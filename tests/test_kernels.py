@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 from scipy.special import expit
 
+from dlfr import _kernels, kernels
 from dlfr import _reference as ref
-from dlfr import kernels
 
 DTYPES = [np.float32, np.float64]
 
@@ -72,6 +72,11 @@ DENSE_SHAPES = [
 #: in blocks of 6 rows) with 0-3 products left over.
 ODD_DENSE_SHAPES = [(n, 13, m) for n in (1, 7, 8, 9, 17) for m in (1, 7, 15, 16, 17, 31, 33)]
 ODD_DENSE_SHAPES += [(n, k, m) for n in (1, 5, 6, 13) for k in (96, 97, 98, 99) for m in (16, 33)]
+#: Around the wide kernel's blocks (6 rows x 64 float32 / 32 float64 columns,
+#: two products a step): its row blocks of 6, 4, 2 and 1, odd k, and widths
+#: that leave 16-column panels to the narrow kernel.
+ODD_DENSE_SHAPES += [(n, k, m) for n in (1, 5, 6, 7, 13) for k in (1, 2, 3, 97)
+                     for m in (64, 80, 96, 144)]
 
 #: dtypes the policy refuses with a TypeError.
 BAD_DTYPES = [np.bool_, np.complex64, np.complex128, np.object_, np.str_, np.bytes_]
@@ -333,6 +338,20 @@ def test_dense_odd_sizes(activation, dtype, shape):
     X, W, b = dense_inputs(*shape, dtype, seed=3)
     result = kernels.dense(X, W, b, activation)
     np.testing.assert_allclose(result, ref.dense(X, W, b, activation), **DENSE_TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("n_out", [16, 64, 80, 256])
+def test_dense_rows_do_not_depend_on_batching(n_out, dtype):
+    """A row's outputs are bit-identical in any batch: dlfr's GEMM gives each
+    the same arithmetic in every row block, chunk and thread."""
+    if n_out > _kernels.NARROW_MAX and not _kernels.gemm_wide():
+        pytest.skip("layers this wide go to BLAS at this SIMD level")
+    X, W, b = dense_inputs(301, 97, n_out, dtype, seed=7)
+    whole = kernels.dense(X, W, b, "sigmoid")  # 301 rows: in chunks, on every thread
+    for start, stop in [(0, 1), (1, 7), (7, 13), (13, 140), (140, 301)]:
+        np.testing.assert_array_equal(kernels.dense(X[start:stop], W, b, "sigmoid"),
+                                      whole[start:stop])
 
 
 def placed(W0, offset):

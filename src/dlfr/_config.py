@@ -11,7 +11,7 @@ from . import _kernels
 
 
 def config_info() -> dict[str, Any]:
-    """Build and run-time facts as a dict (versions, compiler, OpenMP, SIMD, BLAS)."""
+    """Build and run-time facts as a dict (versions, compiler, OpenMP, SIMD, GEMM, BLAS)."""
     import numpy
     import scipy
 
@@ -51,6 +51,7 @@ def config_info() -> dict[str, Any]:
                               if k in os.environ) or "runtime default",
         "simd_supported": build["simd_supported"],
         "simd_in_use": build["simd_in_use"],
+        "gemm": build["gemm"],
         "thread_pools": blas,
     }
 

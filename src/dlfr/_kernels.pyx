@@ -56,6 +56,7 @@ cdef extern from "_simd.h" nogil:
     int dlfr_simd_select(int level)
     int dlfr_simd_level()
     const char *dlfr_simd_name(int level)
+    int dlfr_gemm_wide()
 
     void dlfr_sigmoid_f32(const float *z, float *out, Py_ssize_t n)
     void dlfr_sigmoid_f64(const double *z, double *out, Py_ssize_t n)
@@ -106,8 +107,9 @@ STEP = DLFR_STEP
 SOFTMAX = DLFR_SOFTMAX
 PANEL = DLFR_PANEL
 CACHE_LINE = DLFR_CACHE_LINE
-# Widest output a layer may have and still use dlfr's own GEMM; wider layers
-# go to BLAS, which wins once the panel of weights no longer fits in cache.
+# Widest output a layer may have and still use dlfr's own GEMM on every SIMD
+# level; wider layers use it where the level has the wide kernel (AVX-512,
+# dlfr_gemm_wide) and go to BLAS elsewhere.
 cdef enum:
     NARROW_MAX_ = 64
     # Elementwise work is split across threads only above this many elements:
@@ -119,6 +121,9 @@ cdef enum:
     # dense_fast keeps the GIL for layers of fewer multiply-adds than this
     # (about 3 microseconds of work, 30 times the cost of releasing it)
     NOGIL_MIN_WORK = 1 << 16
+    # dense splits its rows across threads from this many multiply-adds on
+    # (about 10 microseconds of work, a few times the cost of waking them)
+    PARALLEL_MIN_WORK = 1 << 21
 NARROW_MAX = NARROW_MAX_
 PARALLEL_MIN_ELEMENTS = PARALLEL_MIN_ELEMENTS_
 cdef Py_ssize_t ELEMENT_CHUNK = 1 << 15
@@ -138,7 +143,15 @@ def build_info():
         "max_threads": omp_get_max_threads(),
         "simd_supported": dlfr_simd_name(dlfr_simd_supported()).decode(),
         "simd_in_use": dlfr_simd_name(dlfr_simd_level()).decode(),
+        "gemm": ("dlfr's kernels at every width" if dlfr_gemm_wide() else
+                 f"dlfr's kernels up to {NARROW_MAX_} outputs, BLAS beyond"),
     }
+
+
+def gemm_wide():
+    """Whether the SIMD level in use runs layers of any width on dlfr's GEMM
+    (AVX-512's wide kernel); if not, layers over NARROW_MAX units use BLAS."""
+    return bool(dlfr_gemm_wide())
 
 
 cpdef int max_threads() noexcept:
@@ -259,13 +272,41 @@ cdef inline void _blas_gemm_rowmajor(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
               &beta, C, &ildc)
 
 
+cdef inline bint _own_gemm(Py_ssize_t n_out) noexcept nogil:
+    """Whether dlfr's GEMM (else BLAS) computes a layer this wide."""
+    return n_out <= NARROW_MAX_ or dlfr_gemm_wide()
+
+
+cdef void _own_dense(const floating *X, const floating *W, const floating *b, floating *out,
+                     Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out, int act) noexcept nogil:
+    """_dense by dlfr's GEMM, in chunks of rows (each activated while it is
+    still in cache), on every thread for a big batch."""
+    cdef Py_ssize_t chunk = CHUNK_ROWS, n_chunks = (n + chunk - 1) // chunk, c
+    cdef int threads = 1
+    if n >= PARALLEL_MIN_ROWS_ and n * n_in * n_out >= PARALLEL_MIN_WORK:
+        threads = omp_get_max_threads()
+    if threads == 1:
+        for c in range(n_chunks):
+            _dense_rows(X, W, b, out, c * chunk, min(chunk, n - c * chunk), n_in, n_out, act)
+    else:
+        for c in prange(n_chunks, num_threads=threads, schedule="dynamic"):
+            _dense_rows(X, W, b, out, c * chunk, min(chunk, n - c * chunk), n_in, n_out, act)
+
+
+cdef inline void _dense_rows(const floating *X, const floating *W, const floating *b,
+                             floating *out, Py_ssize_t r0, Py_ssize_t rows, Py_ssize_t n_in,
+                             Py_ssize_t n_out, int act) noexcept nogil:
+    _gemm(rows, n_out, n_in, X + r0 * n_in, n_in, W, n_out, b, out + r0 * n_out, n_out)
+    _bias_act(out + r0 * n_out, rows, n_out, n_out, <const floating *>NULL, act)
+
+
 cdef void _dense(const floating *X, const floating *W, const floating *b, floating *out,
                  Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out, int act) noexcept nogil:
     """out = act(X @ W + b): one GEMM, then bias and activation in one pass.
 
-    Narrow layers whose width is a whole number of panels run dlfr's own
-    register-blocked GEMM, which adds the bias as it stores each block; every
-    other shape goes to BLAS (sgemm/dgemm).
+    Layers whose width is a whole number of panels run dlfr's own
+    register-blocked GEMM (see _own_gemm), which adds the bias as it stores
+    each block; every other shape goes to BLAS (sgemm/dgemm).
     """
     cdef Py_ssize_t r
     cdef floating *W_aligned = NULL
@@ -275,7 +316,7 @@ cdef void _dense(const floating *X, const floating *W, const floating *b, floati
         for r in range(n):
             memcpy(&out[r * n_out], b, n_out * sizeof(floating))
         _bias_act(out, n, n_out, n_out, <const floating *>NULL, act)
-    elif n_out % DLFR_PANEL == 0 and n_out <= NARROW_MAX_:
+    elif n_out % DLFR_PANEL == 0 and _own_gemm(n_out):
         if n >= ALIGN_COPY_MIN_ROWS and <size_t>W % DLFR_CACHE_LINE != 0:
             # W's panel rows straddle cache lines (two loads each): for a batch
             # this large an aligned copy of W costs less than it saves
@@ -283,8 +324,7 @@ cdef void _dense(const floating *X, const floating *W, const floating *b, floati
             if W_aligned != NULL:
                 memcpy(W_aligned, W, n_in * n_out * sizeof(floating))
                 W = W_aligned
-        _gemm(n, n_out, n_in, X, n_in, W, n_out, b, out, n_out)
-        _bias_act(out, n, n_out, n_out, <const floating *>NULL, act)
+        _own_dense(X, W, b, out, n, n_in, n_out, act)
         dlfr_aligned_free(W_aligned)
     else:
         _blas_gemm_rowmajor(n, n_out, n_in, X, n_in, W, n_out, out, n_out, 0)
@@ -426,7 +466,7 @@ cdef enum:
     # and 4 rows), so no chunk ends in a short block (128 left AVX-512's
     # 6-row pair kernel a 2-row block per chunk: 1.5 % slower, measured).
     CHUNK_ROWS = 120
-    # Networks with a wide (BLAS) layer take bigger chunks: BLAS is efficient
+    # Networks with a BLAS layer take bigger chunks: BLAS is efficient
     # only on tall matrices, and its working set is blocked for cache anyway.
     CHUNK_ROWS_WIDE = 1024
     # Below this many rows a forward pass stays on one thread: starting the
@@ -440,7 +480,7 @@ MAX_NETWORK_LAYERS = MAX_LAYERS
 
 cdef struct Net:
     int n_layers
-    int wide            # some layer goes to BLAS
+    int wide            # some layer is wider than NARROW_MAX (BLAS's, see _own_gemm)
     Py_ssize_t n_in[MAX_LAYERS]
     Py_ssize_t n_out[MAX_LAYERS]
     Py_ssize_t ld[MAX_LAYERS]
@@ -496,6 +536,11 @@ cdef int _describe(Net *net, list weights, list biases, list n_outs, list acts,
     return 0
 
 
+cdef inline bint _uses_blas(Net *net) noexcept nogil:
+    """Whether some layer of the network goes to BLAS (at the SIMD level in use)."""
+    return net.wide and not dlfr_gemm_wide()
+
+
 cdef void _release(Py_buffer *views, int held) noexcept:
     cdef int i
     for i in range(held):
@@ -511,7 +556,7 @@ cdef void _layer(Net *net, int l, Py_ssize_t rows, const floating *A, Py_ssize_t
     # Activate whole padded rows (one contiguous vectorised pass, padding
     # included) unless softmax, whose sum must see the real columns only.
     cdef Py_ssize_t cols = net.n_out[l] if net.act[l] == DLFR_SOFTMAX else ld
-    if net.n_out[l] <= NARROW_MAX_ or n_in == 0:
+    if _own_gemm(net.n_out[l]) or n_in == 0:
         _gemm(rows, ld, n_in, A, lda, W, ld, b, C, ld)
         _bias_act(C, rows, cols, ld, <const floating *>NULL, net.act[l])
     else:
@@ -566,7 +611,7 @@ cdef void _run_chunk(Net *net, const void *X, int x_is_u8, floating scale, Py_ss
 cdef int _forward(Net *net, Py_ssize_t n, const void *X, int x_is_u8, floating scale,
                   floating *out, int n_threads) except -1 nogil:
     """The whole network over n rows, in chunks, on up to n_threads threads."""
-    cdef Py_ssize_t chunk = CHUNK_ROWS_WIDE if net.wide else CHUNK_ROWS
+    cdef Py_ssize_t chunk = CHUNK_ROWS_WIDE if _uses_blas(net) else CHUNK_ROWS
     cdef Py_ssize_t n_chunks = (n + chunk - 1) // chunk
     cdef Py_ssize_t c
     cdef Py_ssize_t per_thread = 2 * chunk * net.max_ld + (chunk * net.n_in[0] if x_is_u8 else 0)
@@ -636,8 +681,8 @@ cdef class Engine:
             return None
         threads = _thread_count(n_threads)
         n = cnp.PyArray_DIM(<cnp.ndarray>X, 0)
-        if n < PARALLEL_MIN_ROWS_ or self.net.wide:
-            threads = 1  # wide layers: BLAS threads them; one threading runtime per call
+        if n < PARALLEL_MIN_ROWS_ or _uses_blas(&self.net):
+            threads = 1  # BLAS threads its layers; one threading runtime per call
         out = _new_rows(n, self.net.n_out[self.net.n_layers - 1], self.typenum)
         if n == 0:
             return out

@@ -50,6 +50,10 @@ int dlfr_simd_supported(void);
 int dlfr_simd_select(int level);
 int dlfr_simd_level(void);
 const char *dlfr_simd_name(int level);
+/* Nonzero when the level in use has the wide-layer GEMM kernel (AVX-512),
+ * which outruns BLAS at any width; elsewhere layers wider than a few panels
+ * are left to BLAS. */
+int dlfr_gemm_wide(void);
 
 /* Memory whose first byte starts a cache line (64 bytes), so that no panel
  * row of an activation or weight buffer straddles two lines; NULL when out

@@ -116,6 +116,10 @@ def dense(X: Any, W: Any, b: Any, activation: str = "sigmoid", out: Any = None) 
     activation : {"identity", "sigmoid", "tanh", "relu", "step", "softmax"}
     out : array, shape (n_samples, n_out), optional
         Written in place and returned; must not overlap X, W or b.
+
+    A big batch runs on every core OpenMP allows (threadpoolctl can limit
+    it), or on BLAS's threads where BLAS computes the layer (see
+    ``dlfr.show_config()``'s "gemm"). The GIL is released for the work.
     """
     act = _CODES.get(activation) if isinstance(activation, str) else None
     if act is not None:

@@ -150,9 +150,10 @@ class Network:
         e.g. raw pixels, which the first layer reads directly, multiplied by
         ``scale`` (default 1/255 for uint8), with no float copy of X.
         ``n_threads``: None uses every core; small batches stay on one thread.
-        A network with a wide layer (over 64 units, run by BLAS) leaves the
-        threading to BLAS instead (one threading runtime per call; set its
-        threads with threadpoolctl). The GIL is released while the network runs.
+        Where a layer goes to BLAS (over 64 units on a CPU without AVX-512;
+        ``dlfr.show_config()`` tells) the network leaves the threading to BLAS
+        instead (one threading runtime per call; set its threads with
+        threadpoolctl). The GIL is released while the network runs.
         """
         if scale is None:
             out = self._engine.run(X, n_threads, _U8_SCALE)  # ready arrays: no Python checks
