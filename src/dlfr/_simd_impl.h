@@ -590,9 +590,10 @@ PAIR_WRAPPER(6) PAIR_WRAPPER(4) PAIR_WRAPPER(2) PAIR_WRAPPER(1)
  * every row is the same arithmetic whatever block it falls in
  * (batch-invariant). A step is WV loads of B and WR broadcasts of A for 24
  * FMAs, few enough that the FMA units set the pace: 4096 x 784 x 256 float32
- * at 246-254 GFLOP/s on one Zen 5 core, where OpenBLAS's sgemm runs 205-218
- * (measured). The narrow kernels above hold a 16-column panel and read A once
- * per panel; this one reads it once per 64 columns. */
+ * at 246-254 GFLOP/s on one Zen 5 core in a C harness, where OpenBLAS's sgemm
+ * ran 204-228 (numpy's and scipy's builds; float64 99 against 74-80,
+ * measured). The narrow kernels above hold a 16-column panel and read A once
+ * per panel; this one reads it once per WIDE_COLS columns. */
 #define WIDE_KERNEL 1
 #define WR 6
 #define WV 4
