@@ -347,8 +347,10 @@ def test_dense_rows_do_not_depend_on_batching(n_out, dtype):
     the same arithmetic in every row block, chunk and thread."""
     if n_out > _kernels.NARROW_MAX and not _kernels.gemm_wide():
         pytest.skip("layers this wide go to BLAS at this SIMD level")
-    X, W, b = dense_inputs(301, 97, n_out, dtype, seed=7)
-    whole = kernels.dense(X, W, b, "sigmoid")  # 301 rows: in chunks, on every thread
+    # 301 rows x 784 inputs: enough work for dense to run its 120-row chunks
+    # on every thread at every width here (from 256 rows and 2M multiply-adds)
+    X, W, b = dense_inputs(301, 784, n_out, dtype, seed=7)
+    whole = kernels.dense(X, W, b, "sigmoid")
     for start, stop in [(0, 1), (1, 7), (7, 13), (13, 140), (140, 301)]:
         np.testing.assert_array_equal(kernels.dense(X[start:stop], W, b, "sigmoid"),
                                       whole[start:stop])

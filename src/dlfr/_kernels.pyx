@@ -130,7 +130,11 @@ cdef Py_ssize_t ELEMENT_CHUNK = 1 << 15
 
 
 def select_simd(int level):
-    """Use at most this SIMD level (0 generic, 1 AVX2, 2 AVX-512); returns the level in use."""
+    """Use at most this SIMD level (0 generic, 1 AVX2, 2 AVX-512); returns the level in use.
+
+    For tests and DLFR_SIMD at import: the kernel table it swaps is read by
+    every running call, so not while another thread is inside dlfr.
+    """
     return dlfr_simd_select(level)
 
 
@@ -143,14 +147,16 @@ def build_info():
         "max_threads": omp_get_max_threads(),
         "simd_supported": dlfr_simd_name(dlfr_simd_supported()).decode(),
         "simd_in_use": dlfr_simd_name(dlfr_simd_level()).decode(),
-        "gemm": ("dlfr's kernels at every width" if dlfr_gemm_wide() else
-                 f"dlfr's kernels up to {NARROW_MAX_} outputs, BLAS beyond"),
+        "gemm": (("dlfr's kernels at every width" if dlfr_gemm_wide() else
+                  f"dlfr's kernels up to {NARROW_MAX_} outputs, BLAS beyond")
+                 + f" (dense: widths in whole {DLFR_PANEL}-column panels; others BLAS)"),
     }
 
 
 def gemm_wide():
     """Whether the SIMD level in use runs layers of any width on dlfr's GEMM
-    (AVX-512's wide kernel); if not, layers over NARROW_MAX units use BLAS."""
+    (AVX-512's wide kernel); if not, layers over NARROW_MAX units use BLAS.
+    (dense's widths must also be whole panels; network layers are padded so.)"""
     return bool(dlfr_gemm_wide())
 
 
@@ -302,11 +308,13 @@ cdef inline void _dense_rows(const floating *X, const floating *W, const floatin
 
 cdef void _dense(const floating *X, const floating *W, const floating *b, floating *out,
                  Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out, int act) noexcept nogil:
-    """out = act(X @ W + b): one GEMM, then bias and activation in one pass.
+    """out = act(X @ W + b).
 
     Layers whose width is a whole number of panels run dlfr's own
     register-blocked GEMM (see _own_gemm), which adds the bias as it stores
-    each block; every other shape goes to BLAS (sgemm/dgemm).
+    each block, in chunks of rows each activated while in cache (_own_dense);
+    every other shape goes to BLAS (sgemm/dgemm), then bias and activation
+    in one pass.
     """
     cdef Py_ssize_t r
     cdef floating *W_aligned = NULL
@@ -536,9 +544,14 @@ cdef int _describe(Net *net, list weights, list biases, list n_outs, list acts,
     return 0
 
 
-cdef inline bint _uses_blas(Net *net) noexcept nogil:
-    """Whether some layer of the network goes to BLAS (at the SIMD level in use)."""
-    return net.wide and not dlfr_gemm_wide()
+cdef inline bint _uses_blas(Net *net, bint own_wide) noexcept nogil:
+    """Whether some layer of the network goes to BLAS.
+
+    ``own_wide``: dlfr_gemm_wide(), read once per call and passed down, so
+    that every decision in a call agrees even if another thread changes the
+    SIMD level meanwhile (BLAS must never run inside the call's OpenMP region).
+    """
+    return net.wide and not own_wide
 
 
 cdef void _release(Py_buffer *views, int held) noexcept:
@@ -547,16 +560,19 @@ cdef void _release(Py_buffer *views, int held) noexcept:
         PyBuffer_Release(&views[i])
 
 
-cdef void _layer(Net *net, int l, Py_ssize_t rows, const floating *A, Py_ssize_t lda,
-                 floating *C) noexcept nogil:
-    """C (rows x ld) = act(A @ W + b) for layer l; padding columns are junk."""
+cdef void _layer(Net *net, int l, bint own_wide, Py_ssize_t rows, const floating *A,
+                 Py_ssize_t lda, floating *C) noexcept nogil:
+    """C (rows x ld) = act(A @ W + b) for layer l; padding columns are junk.
+
+    ``own_wide``: layers over NARROW_MAX units run on dlfr's GEMM (see _uses_blas).
+    """
     cdef Py_ssize_t ld = net.ld[l], n_in = net.n_in[l]
     cdef const floating *W = <const floating *>net.W[l]
     cdef const floating *b = <const floating *>net.b[l]
     # Activate whole padded rows (one contiguous vectorised pass, padding
     # included) unless softmax, whose sum must see the real columns only.
     cdef Py_ssize_t cols = net.n_out[l] if net.act[l] == DLFR_SOFTMAX else ld
-    if _own_gemm(net.n_out[l]) or n_in == 0:
+    if net.n_out[l] <= NARROW_MAX_ or own_wide or n_in == 0:
         _gemm(rows, ld, n_in, A, lda, W, ld, b, C, ld)
         _bias_act(C, rows, cols, ld, <const floating *>NULL, net.act[l])
     else:
@@ -564,8 +580,9 @@ cdef void _layer(Net *net, int l, Py_ssize_t rows, const floating *A, Py_ssize_t
         _bias_act(C, rows, cols, ld, b, net.act[l])
 
 
-cdef void _forward_chunk(Net *net, Py_ssize_t rows, const floating *X, Py_ssize_t ldx,
-                         floating *out, floating *buf0, floating *buf1) noexcept nogil:
+cdef void _forward_chunk(Net *net, bint own_wide, Py_ssize_t rows, const floating *X,
+                         Py_ssize_t ldx, floating *out, floating *buf0,
+                         floating *buf1) noexcept nogil:
     """out (rows x n_out of the last layer) = the network applied to X's rows."""
     cdef int l, last = net.n_layers - 1
     cdef const floating *A = X
@@ -575,7 +592,7 @@ cdef void _forward_chunk(Net *net, Py_ssize_t rows, const floating *X, Py_ssize_
         C = buf0 if l % 2 == 0 else buf1
         if l == last and net.ld[l] == n_out:
             C = out  # no padding: write the result in place
-        _layer(net, l, rows, A, lda, C)
+        _layer(net, l, own_wide, rows, A, lda, C)
         A = C
         lda = net.ld[l]
     if A != out:
@@ -590,8 +607,8 @@ cdef void _scale_rows(const unsigned char *src, Py_ssize_t n, floating scale,
         dst[i] = src[i] * scale
 
 
-cdef void _run_chunk(Net *net, const void *X, int x_is_u8, floating scale, Py_ssize_t r0,
-                     Py_ssize_t rows, Py_ssize_t chunk, floating *out,
+cdef void _run_chunk(Net *net, bint own_wide, const void *X, int x_is_u8, floating scale,
+                     Py_ssize_t r0, Py_ssize_t rows, Py_ssize_t chunk, floating *out,
                      floating *work) noexcept nogil:
     """Rows [r0, r0 + rows) of X through the network into out.
 
@@ -605,13 +622,15 @@ cdef void _run_chunk(Net *net, const void *X, int x_is_u8, floating scale, Py_ss
         _scale_rows(<const unsigned char *>X + r0 * n_in, rows * n_in, scale, <floating *>Xc)
     else:
         Xc = <const floating *>X + r0 * n_in
-    _forward_chunk(net, rows, Xc, n_in, out + r0 * n_out, work, work + chunk * net.max_ld)
+    _forward_chunk(net, own_wide, rows, Xc, n_in, out + r0 * n_out, work,
+                   work + chunk * net.max_ld)
 
 
-cdef int _forward(Net *net, Py_ssize_t n, const void *X, int x_is_u8, floating scale,
-                  floating *out, int n_threads) except -1 nogil:
-    """The whole network over n rows, in chunks, on up to n_threads threads."""
-    cdef Py_ssize_t chunk = CHUNK_ROWS_WIDE if _uses_blas(net) else CHUNK_ROWS
+cdef int _forward(Net *net, bint own_wide, Py_ssize_t n, const void *X, int x_is_u8,
+                  floating scale, floating *out, int n_threads) except -1 nogil:
+    """The whole network over n rows, in chunks, on up to n_threads threads
+    (1 when a layer goes to BLAS: see _uses_blas)."""
+    cdef Py_ssize_t chunk = CHUNK_ROWS_WIDE if _uses_blas(net, own_wide) else CHUNK_ROWS
     cdef Py_ssize_t n_chunks = (n + chunk - 1) // chunk
     cdef Py_ssize_t c
     cdef Py_ssize_t per_thread = 2 * chunk * net.max_ld + (chunk * net.n_in[0] if x_is_u8 else 0)
@@ -623,16 +642,16 @@ cdef int _forward(Net *net, Py_ssize_t n, const void *X, int x_is_u8, floating s
             raise MemoryError("dlfr: no memory for the forward pass's working buffers")
     if threads == 1:
         for c in range(n_chunks):
-            _run_chunk(net, X, x_is_u8, scale, c * chunk, min(chunk, n - c * chunk), chunk,
-                       out, work)
+            _run_chunk(net, own_wide, X, x_is_u8, scale, c * chunk, min(chunk, n - c * chunk),
+                       chunk, out, work)
     else:
         # chunks handed out as threads come free: a core the host slows for a
         # while then takes fewer (static halves waited for it: up to 1.6x
         # slower with the other core half busy, measured); rows are computed
         # the same on any thread, so results do not change
         for c in prange(n_chunks, num_threads=threads, schedule="dynamic"):
-            _run_chunk(net, X, x_is_u8, scale, c * chunk, min(chunk, n - c * chunk), chunk,
-                       out, work + omp_get_thread_num() * per_thread)
+            _run_chunk(net, own_wide, X, x_is_u8, scale, c * chunk, min(chunk, n - c * chunk),
+                       chunk, out, work + omp_get_thread_num() * per_thread)
     dlfr_aligned_free(work)
     return 0
 
@@ -673,6 +692,7 @@ cdef class Engine:
         stay on one thread.
         """
         cdef int threads, is_u8 = _ready(X, 2, cnp.NPY_UINT8)
+        cdef bint own_wide = dlfr_gemm_wide()
         cdef Py_ssize_t n
         cdef void *x
         cdef void *o
@@ -681,7 +701,7 @@ cdef class Engine:
             return None
         threads = _thread_count(n_threads)
         n = cnp.PyArray_DIM(<cnp.ndarray>X, 0)
-        if n < PARALLEL_MIN_ROWS_ or _uses_blas(&self.net):
+        if n < PARALLEL_MIN_ROWS_ or _uses_blas(&self.net, own_wide):
             threads = 1  # BLAS threads its layers; one threading runtime per call
         out = _new_rows(n, self.net.n_out[self.net.n_layers - 1], self.typenum)
         if n == 0:
@@ -690,9 +710,9 @@ cdef class Engine:
         o = cnp.PyArray_DATA(<cnp.ndarray>out)
         with nogil:
             if self.typenum == cnp.NPY_FLOAT32:
-                _forward(&self.net, n, x, is_u8, <float>scale, <float *>o, threads)
+                _forward(&self.net, own_wide, n, x, is_u8, <float>scale, <float *>o, threads)
             else:
-                _forward(&self.net, n, x, is_u8, <double>scale, <double *>o, threads)
+                _forward(&self.net, own_wide, n, x, is_u8, <double>scale, <double *>o, threads)
         return out
 
 
@@ -792,6 +812,7 @@ cdef void _train_epoch(Net *net, floating *work, Py_ssize_t batch, const floatin
     cdef const floating *Y_batch
     cdef floating step
     cdef dlfr_prefetch next_rows  # the next batch's input rows
+    cdef bint own_wide = dlfr_gemm_wide()  # once per epoch (see _uses_blas)
     for l in range(L):
         A[l] = p
         D[l] = p + batch * net.ld[l]
@@ -819,7 +840,7 @@ cdef void _train_epoch(Net *net, floating *work, Py_ssize_t batch, const floatin
         A_prev = X_batch
         lda = n_in
         for l in range(L):
-            _layer(net, l, m, A_prev, lda, A[l])
+            _layer(net, l, own_wide, m, A_prev, lda, A[l])
             A_prev = A[l]
             lda = net.ld[l]
         loss_sum[0] += _output_delta(net, m, A[L - 1], Y_batch, D[L - 1], loss, correct)

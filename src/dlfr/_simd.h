@@ -10,7 +10,8 @@
  * (n_in, ld) with ld = n_out rounded up to a multiple of DLFR_PANEL and the
  * padding columns zero; activations and deltas are row-major with the same
  * padded row stride. The GEMM walks the output in panels of DLFR_PANEL
- * columns and blocks of rows held in vector registers.
+ * columns (on AVX-512 also in wider blocks, see dlfr_gemm_wide) and blocks
+ * of rows held in vector registers.
  */
 #ifndef DLFR_SIMD_H
 #define DLFR_SIMD_H

@@ -341,6 +341,8 @@ void FN(bias_update)(REAL *b, const REAL *D, ptrdiff_t rows, ptrdiff_t cols, ptr
 }
 
 /* ---- GEMM: register-blocked, DLFR_PANEL output columns at a time ----
+ * (on AVX-512, columns in whole blocks of WIDE_COLS go to the wide kernel
+ * further down instead; FN(gemm) splits the columns)
  *
  * Batch invariance (forward): every output element is the same arithmetic
  * whatever block its row falls in (and so whatever the batch size or how
@@ -349,7 +351,8 @@ void FN(bias_update)(REAL *b, const REAL *D, ptrdiff_t rows, ptrdiff_t cols, ptr
  * ... in order. Blocks differ only in how many rows share a load of B.
  * S > 1 also gives a single row S independent FMA chains, so batch 1 is not
  * bound by the FMA latency. (AVX-512 float32 sums of 96 products or more use
- * the pair kernel below instead, with its own fixed tree.)
+ * the pair kernel below instead, with its own fixed tree; the wide kernel
+ * takes one in-order sum per output.)
  *
  * The loops over rows, partial sums and vectors have constant trip counts
  * and are unrolled fully, so GCC keeps the accumulators in registers (an
@@ -372,7 +375,8 @@ typedef REAL FN(vec_u) __attribute__((vector_size(VBYTES), aligned(sizeof(REAL))
 #define UR (VBYTES == 64 ? 2 * MR : MR)
 #define UNROLL _Pragma("GCC unroll 16")
 /* On AVX-512 the forward kernels prefetch the next block's rows from inside
- * their k loop, two lines a step (see FN(micro)), with prefetcht0 written out:
+ * their k loop at the pace they read their own (see FN(micro) and
+ * FN(wide_micro)), with prefetcht0 written out:
  * GCC keeps the accumulators in memory instead of registers when that loop
  * holds __builtin_prefetch or an asm with a memory operand (2.5x slower,
  * measured). Elsewhere a step reads 16 bytes or less in all (one prefetch a

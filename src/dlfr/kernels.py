@@ -119,7 +119,8 @@ def dense(X: Any, W: Any, b: Any, activation: str = "sigmoid", out: Any = None) 
 
     A big batch runs on every core OpenMP allows (threadpoolctl can limit
     it), or on BLAS's threads where BLAS computes the layer (see
-    ``dlfr.show_config()``'s "gemm"). The GIL is released for the work.
+    ``dlfr.show_config()``'s "gemm"). The GIL is released for all but tiny
+    layers.
     """
     act = _CODES.get(activation) if isinstance(activation, str) else None
     if act is not None:

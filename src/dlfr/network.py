@@ -150,7 +150,7 @@ class Network:
         e.g. raw pixels, which the first layer reads directly, multiplied by
         ``scale`` (default 1/255 for uint8), with no float copy of X.
         ``n_threads``: None uses every core; small batches stay on one thread.
-        Where a layer goes to BLAS (over 64 units on a CPU without AVX-512;
+        Where a layer goes to BLAS (over 64 units at a SIMD level without AVX-512;
         ``dlfr.show_config()`` tells) the network leaves the threading to BLAS
         instead (one threading runtime per call; set its threads with
         threadpoolctl). The GIL is released while the network runs.
