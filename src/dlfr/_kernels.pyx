@@ -283,6 +283,18 @@ cdef inline bint _own_gemm(Py_ssize_t n_out) noexcept nogil:
     return n_out <= NARROW_MAX_ or dlfr_gemm_wide()
 
 
+cdef inline Py_ssize_t _chunks_per_grab(Py_ssize_t n_chunks, int threads) noexcept nogil:
+    """Chunks of rows a thread takes at a time from a dynamic schedule.
+
+    One while a batch is a few dozen chunks (the finest balance); for big
+    batches, runs of consecutive chunks (about a 16th of a thread's share),
+    so that each register block's prefetch of the next rows mostly lands in
+    rows the same thread takes next: 65536 rows of 784-16-10 on two threads
+    3-8 % faster, measured.
+    """
+    return max(1, n_chunks // (threads * 16))
+
+
 cdef void _own_dense(const floating *X, const floating *W, const floating *b, floating *out,
                      Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out, int act) noexcept nogil:
     """_dense by dlfr's GEMM, in chunks of rows (each activated while it is
@@ -295,7 +307,8 @@ cdef void _own_dense(const floating *X, const floating *W, const floating *b, fl
         for c in range(n_chunks):
             _dense_rows(X, W, b, out, c * chunk, min(chunk, n - c * chunk), n_in, n_out, act)
     else:
-        for c in prange(n_chunks, num_threads=threads, schedule="dynamic"):
+        for c in prange(n_chunks, num_threads=threads, schedule="dynamic",
+                        chunksize=_chunks_per_grab(n_chunks, threads)):
             _dense_rows(X, W, b, out, c * chunk, min(chunk, n - c * chunk), n_in, n_out, act)
 
 
@@ -645,11 +658,13 @@ cdef int _forward(Net *net, bint own_wide, Py_ssize_t n, const void *X, int x_is
             _run_chunk(net, own_wide, X, x_is_u8, scale, c * chunk, min(chunk, n - c * chunk),
                        chunk, out, work)
     else:
-        # chunks handed out as threads come free: a core the host slows for a
+        # chunks (runs of them in a big batch: _chunks_per_grab) handed out
+        # as threads come free: a core the host slows for a
         # while then takes fewer (static halves waited for it: up to 1.6x
         # slower with the other core half busy, measured); rows are computed
         # the same on any thread, so results do not change
-        for c in prange(n_chunks, num_threads=threads, schedule="dynamic"):
+        for c in prange(n_chunks, num_threads=threads, schedule="dynamic",
+                        chunksize=_chunks_per_grab(n_chunks, threads)):
             _run_chunk(net, own_wide, X, x_is_u8, scale, c * chunk, min(chunk, n - c * chunk),
                        chunk, out, work + omp_get_thread_num() * per_thread)
     dlfr_aligned_free(work)
