@@ -659,10 +659,10 @@ cdef int _forward(Net *net, bint own_wide, Py_ssize_t n, const void *X, int x_is
                        chunk, out, work)
     else:
         # chunks (runs of them in a big batch: _chunks_per_grab) handed out
-        # as threads come free: a core the host slows for a
-        # while then takes fewer (static halves waited for it: up to 1.6x
-        # slower with the other core half busy, measured); rows are computed
-        # the same on any thread, so results do not change
+        # as threads come free: a core the host slows for a while then takes
+        # fewer (static halves waited for it: up to 1.6x slower with the
+        # other core half busy, measured); rows are computed the same on any
+        # thread, so results do not change
         for c in prange(n_chunks, num_threads=threads, schedule="dynamic",
                         chunksize=_chunks_per_grab(n_chunks, threads)):
             _run_chunk(net, own_wide, X, x_is_u8, scale, c * chunk, min(chunk, n - c * chunk),
