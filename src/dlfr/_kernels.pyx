@@ -501,7 +501,7 @@ MAX_NETWORK_LAYERS = MAX_LAYERS
 
 cdef struct Net:
     int n_layers
-    int wide            # some layer is wider than NARROW_MAX (BLAS's, see _own_gemm)
+    int wide            # some layer is wider than NARROW_MAX (see _uses_blas)
     Py_ssize_t n_in[MAX_LAYERS]
     Py_ssize_t n_out[MAX_LAYERS]
     Py_ssize_t ld[MAX_LAYERS]
