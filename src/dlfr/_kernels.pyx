@@ -278,9 +278,14 @@ cdef inline void _blas_gemm_rowmajor(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
               &beta, C, &ildc)
 
 
-cdef inline bint _own_gemm(Py_ssize_t n_out) noexcept nogil:
-    """Whether dlfr's GEMM (else BLAS) computes a layer this wide."""
-    return n_out <= NARROW_MAX_ or dlfr_gemm_wide()
+cdef inline bint _own_gemm(Py_ssize_t n_out, bint own_wide) noexcept nogil:
+    """Whether dlfr's GEMM (else BLAS) computes a layer this wide.
+
+    ``own_wide``: dlfr_gemm_wide(), read once per call and passed down, so
+    that every decision in a call agrees even if another thread changes the
+    SIMD level meanwhile (BLAS must never run inside the call's OpenMP region).
+    """
+    return n_out <= NARROW_MAX_ or own_wide
 
 
 cdef inline Py_ssize_t _chunks_per_grab(Py_ssize_t n_chunks, int threads) noexcept nogil:
@@ -324,7 +329,7 @@ cdef void _dense(const floating *X, const floating *W, const floating *b, floati
     """out = act(X @ W + b).
 
     Layers whose width is a whole number of panels run dlfr's own
-    register-blocked GEMM (see _own_gemm), which adds the bias as it stores
+    register-blocked GEMM (when _own_gemm), which adds the bias as it stores
     each block, in chunks of rows each activated while in cache (_own_dense);
     every other shape goes to BLAS (sgemm/dgemm), then bias and activation
     in one pass.
@@ -337,7 +342,7 @@ cdef void _dense(const floating *X, const floating *W, const floating *b, floati
         for r in range(n):
             memcpy(&out[r * n_out], b, n_out * sizeof(floating))
         _bias_act(out, n, n_out, n_out, <const floating *>NULL, act)
-    elif n_out % DLFR_PANEL == 0 and _own_gemm(n_out):
+    elif n_out % DLFR_PANEL == 0 and _own_gemm(n_out, dlfr_gemm_wide()):
         if n >= ALIGN_COPY_MIN_ROWS and <size_t>W % DLFR_CACHE_LINE != 0:
             # W's panel rows straddle cache lines (two loads each): for a batch
             # this large an aligned copy of W costs less than it saves
@@ -501,7 +506,7 @@ MAX_NETWORK_LAYERS = MAX_LAYERS
 
 cdef struct Net:
     int n_layers
-    int wide            # some layer is wider than NARROW_MAX (see _uses_blas)
+    int wide            # some layer is wider than NARROW_MAX (see _own_gemm)
     Py_ssize_t n_in[MAX_LAYERS]
     Py_ssize_t n_out[MAX_LAYERS]
     Py_ssize_t ld[MAX_LAYERS]
@@ -558,12 +563,7 @@ cdef int _describe(Net *net, list weights, list biases, list n_outs, list acts,
 
 
 cdef inline bint _uses_blas(Net *net, bint own_wide) noexcept nogil:
-    """Whether some layer of the network goes to BLAS.
-
-    ``own_wide``: dlfr_gemm_wide(), read once per call and passed down, so
-    that every decision in a call agrees even if another thread changes the
-    SIMD level meanwhile (BLAS must never run inside the call's OpenMP region).
-    """
+    """Whether some layer of the network goes to BLAS (see _own_gemm)."""
     return net.wide and not own_wide
 
 
@@ -577,7 +577,7 @@ cdef void _layer(Net *net, int l, bint own_wide, Py_ssize_t rows, const floating
                  Py_ssize_t lda, floating *C) noexcept nogil:
     """C (rows x ld) = act(A @ W + b) for layer l; padding columns are junk.
 
-    ``own_wide``: layers over NARROW_MAX units run on dlfr's GEMM (see _uses_blas).
+    ``own_wide``: as for _own_gemm.
     """
     cdef Py_ssize_t ld = net.ld[l], n_in = net.n_in[l]
     cdef const floating *W = <const floating *>net.W[l]
@@ -585,7 +585,7 @@ cdef void _layer(Net *net, int l, bint own_wide, Py_ssize_t rows, const floating
     # Activate whole padded rows (one contiguous vectorised pass, padding
     # included) unless softmax, whose sum must see the real columns only.
     cdef Py_ssize_t cols = net.n_out[l] if net.act[l] == DLFR_SOFTMAX else ld
-    if net.n_out[l] <= NARROW_MAX_ or own_wide or n_in == 0:
+    if _own_gemm(net.n_out[l], own_wide) or n_in == 0:
         _gemm(rows, ld, n_in, A, lda, W, ld, b, C, ld)
         _bias_act(C, rows, cols, ld, <const floating *>NULL, net.act[l])
     else:
@@ -827,7 +827,7 @@ cdef void _train_epoch(Net *net, floating *work, Py_ssize_t batch, const floatin
     cdef const floating *Y_batch
     cdef floating step
     cdef dlfr_prefetch next_rows  # the next batch's input rows
-    cdef bint own_wide = dlfr_gemm_wide()  # once per epoch (see _uses_blas)
+    cdef bint own_wide = dlfr_gemm_wide()  # once per epoch (see _own_gemm)
     for l in range(L):
         A[l] = p
         D[l] = p + batch * net.ld[l]
