@@ -69,9 +69,10 @@ DENSE_SHAPES = [
 ]
 #: Row counts and widths around register-block sizes (8 rows, 16 columns);
 #: then sums of 96 products or more (AVX-512 float32 takes them two at a time
-#: in blocks of 6 rows) with 0-3 products left over.
+#: in blocks of 12, 4, 2 and 1 rows) with 0-3 products left over.
 ODD_DENSE_SHAPES = [(n, 13, m) for n in (1, 7, 8, 9, 17) for m in (1, 7, 15, 16, 17, 31, 33)]
-ODD_DENSE_SHAPES += [(n, k, m) for n in (1, 5, 6, 13) for k in (96, 97, 98, 99) for m in (16, 33)]
+ODD_DENSE_SHAPES += [(n, k, m) for n in (1, 5, 6, 12, 13, 23) for k in (96, 97, 98, 99)
+                     for m in (16, 33)]
 #: Around the wide kernel's blocks (6 rows x 64 float32 / 32 float64 columns,
 #: two products a step): its row blocks of 6, 4, 2 and 1, odd k, and widths
 #: that leave 16-column panels to the narrow kernel.

@@ -350,9 +350,9 @@ void FN(bias_update)(REAL *b, const REAL *D, ptrdiff_t rows, ptrdiff_t cols, ptr
  * over S partial sums, partial s taking the products p = s, s + S, s + 2S,
  * ... in order. Blocks differ only in how many rows share a load of B.
  * S > 1 also gives a single row S independent FMA chains, so batch 1 is not
- * bound by the FMA latency. (AVX-512 float32 sums of 96 products or more use
- * the pair kernel below instead, with its own fixed tree; the wide kernel
- * takes one in-order sum per output.)
+ * bound by the FMA latency. (AVX-512 float32 uses the pair kernel below
+ * instead, with its own fixed tree; the wide kernel takes one in-order sum
+ * per output.)
  *
  * The loops over rows, partial sums and vectors have constant trip counts
  * and are unrolled fully, so GCC keeps the accumulators in registers (an
@@ -481,28 +481,34 @@ static inline __attribute__((always_inline)) void FN(update_micro)(
     {                                                                                   \
         FN(update_micro)(ROWS < UR ? ROWS : UR, k, A, lda, B, ldb, C, ldc, alpha); \
     }
+/* AVX-512 float32 forward panels all go to the pair kernel below */
+#define PAIR_KERNEL (VBYTES == 64 && DLFR_X86_DISPATCH && DLFR_IS_F32)
+#if !PAIR_KERNEL
 FORWARD_WRAPPER(8) FORWARD_WRAPPER(4) FORWARD_WRAPPER(2) FORWARD_WRAPPER(1)
+#endif
 UPDATE_WRAPPER(16) UPDATE_WRAPPER(8) UPDATE_WRAPPER(4) UPDATE_WRAPPER(1)
 #undef FORWARD_WRAPPER
 #undef UPDATE_WRAPPER
 
-#if VBYTES == 64 && DLFR_X86_DISPATCH && DLFR_IS_F32
+#if PAIR_KERNEL
 /* AVX-512 float32 forward GEMM by pairs of products. The kernel above
  * broadcasts one A value per FMA: with B's row that is 9 loads for 8 FMAs,
  * and the two load ports, not the FMA units, set its pace (88 % of peak).
  * Here one 8-byte broadcast brings two A values, (A[p], A[p+1]) in every lane
  * pair, against B's rows p and p+1 interleaved (lane 2j from row p, lane
  * 2j+1 from row p+1, column j): two FMAs cover 16 columns x 2 products.
- * Four partial sums per output: product p goes to lane parity p % 2 of slot
- * (p / 2) % 2, and the output is (P0 + P2) + (P1 + P3) + bias whatever block
- * its row falls in (batch-invariant). Rows per block: 6 (24 accumulators).
- * 784 -> 16 in cache: 220 -> 235 GFLOP/s, measured. */
-#define PAIR_KERNEL 1
-#define PR 6 /* rows per full block */
-/* Shorter sums (a hidden layer's second GEMM, k = 16) go to the kernel above:
- * there the pairs' final shuffles cost more than they save (measured: k = 16
- * 13 % slower, equal at 32-64, 5 % faster at 128, 7 % at 784) */
-#define PAIR_MIN_K 96
+ * Two partial sums per output, the even products in lane 2j and the odd ones
+ * in lane 2j+1, and the output is even + odd + bias whatever block its row
+ * falls in (batch-invariant). Rows per block: 12 (24 accumulators), so the
+ * two permutes that interleave a pair of B's rows serve 24 FMAs. 784 -> 16
+ * in cache, one Zen 5 core: 246-250 GFLOP/s with 6 rows and four partial
+ * sums (four permutes per 24 FMAs), 258-262 so, measured. */
+#define PR 12 /* rows per full block */
+/* It takes every sum, short ones too: 4096 rows x 16 columns, dense with
+ * sigmoid on one thread, k = 1-16 was 5-15 % faster than the kernel above, k
+ * = 96-128 equal, 784 about 9 % faster, measured. The price is batch 1: each
+ * output is two chains of k / 2 dependent FMAs (784 -> 16: 0.07 us more than
+ * with four partial sums). */
 
 static inline __attribute__((always_inline)) __m512 FN(pair_of)(const float *a)
 {
@@ -519,57 +525,44 @@ static inline __attribute__((always_inline)) void FN(pair_micro)(
     const __m512i low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     const __m512i high = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30,
                                            15, 31);
-    __m512 acc[R][4]; /* [slot 0 cols 0-7, slot 0 cols 8-15, slot 1 ..., slot 1 ...] */
+    __m512 acc[R][2]; /* [columns 0-7, columns 8-15], even and odd products interleaved */
     UNROLL for (int r = 0; r < R; r++)
-        UNROLL for (int q = 0; q < 4; q++) acc[r][q] = _mm512_setzero_ps();
-    /* prefetch the next block's rows as in FN(micro) */
+        UNROLL for (int h = 0; h < 2; h++) acc[r][h] = _mm512_setzero_ps();
+    /* prefetch the next block's rows as in FN(micro): a step reads R pairs of
+     * A values (96 bytes at 12 rows), two lines ahead cover them */
     uintptr_t ahead = (uintptr_t)A + (uintptr_t)(R * lda) * sizeof(float);
     ptrdiff_t p = 0;
-    for (; p + 4 <= k; p += 4) {
+    for (; p + 2 <= k; p += 2) {
         PREFETCH(ahead);
-        PREFETCH(ahead + DLFR_CACHE_LINE);
-        ahead += R * 4 * sizeof(float);
+        if (2 * R * sizeof(float) > DLFR_CACHE_LINE) PREFETCH(ahead + DLFR_CACHE_LINE);
+        ahead += 2 * R * sizeof(float);
         __m512 b0 = _mm512_loadu_ps(B + p * ldb), b1 = _mm512_loadu_ps(B + (p + 1) * ldb);
-        __m512 b2 = _mm512_loadu_ps(B + (p + 2) * ldb), b3 = _mm512_loadu_ps(B + (p + 3) * ldb);
         /* each row loaded once into a register (GCC would fold the loads into
          * both permutes of a row: twice the loads, all split ones when B does
-         * not start a cache line; as it is, such a B costs ~4 %, measured) */
-        __asm__("" : "+v"(b0), "+v"(b1), "+v"(b2), "+v"(b3));
+         * not start a cache line) */
+        __asm__("" : "+v"(b0), "+v"(b1));
         __m512 x0 = _mm512_permutex2var_ps(b0, low, b1), x1 = _mm512_permutex2var_ps(b0, high, b1);
-        __m512 y0 = _mm512_permutex2var_ps(b2, low, b3), y1 = _mm512_permutex2var_ps(b2, high, b3);
         UNROLL for (int r = 0; r < R; r++) {
-            __m512 first = FN(pair_of)(A + r * lda + p), second = FN(pair_of)(A + r * lda + p + 2);
-            acc[r][0] = _mm512_fmadd_ps(first, x0, acc[r][0]);
-            acc[r][1] = _mm512_fmadd_ps(first, x1, acc[r][1]);
-            acc[r][2] = _mm512_fmadd_ps(second, y0, acc[r][2]);
-            acc[r][3] = _mm512_fmadd_ps(second, y1, acc[r][3]);
+            __m512 two = FN(pair_of)(A + r * lda + p);
+            acc[r][0] = _mm512_fmadd_ps(two, x0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(two, x1, acc[r][1]);
         }
     }
-    if (p < k) { /* the last k % 4 products, the missing ones 0 x 0 (adding +0 changes nothing) */
-        __m512 b[4];
-        UNROLL for (int i = 0; i < 4; i++)
-            b[i] = p + i < k ? _mm512_loadu_ps(B + (p + i) * ldb) : _mm512_setzero_ps();
-        __m512 x0 = _mm512_permutex2var_ps(b[0], low, b[1]), x1 = _mm512_permutex2var_ps(b[0], high, b[1]);
-        __m512 y0 = _mm512_permutex2var_ps(b[2], low, b[3]), y1 = _mm512_permutex2var_ps(b[2], high, b[3]);
+    if (p < k) { /* odd k: the last product with a 0 x 0 partner (adding +0 changes nothing) */
+        __m512 b0 = _mm512_loadu_ps(B + p * ldb), b1 = _mm512_setzero_ps();
+        __m512 x0 = _mm512_permutex2var_ps(b0, low, b1), x1 = _mm512_permutex2var_ps(b0, high, b1);
         UNROLL for (int r = 0; r < R; r++) {
-            float a[4];
-            UNROLL for (int i = 0; i < 4; i++) a[i] = p + i < k ? A[r * lda + p + i] : 0.0f;
-            __m512 first = _mm512_setr4_ps(a[0], a[1], a[0], a[1]);
-            __m512 second = _mm512_setr4_ps(a[2], a[3], a[2], a[3]);
-            acc[r][0] = _mm512_fmadd_ps(first, x0, acc[r][0]);
-            acc[r][1] = _mm512_fmadd_ps(first, x1, acc[r][1]);
-            acc[r][2] = _mm512_fmadd_ps(second, y0, acc[r][2]);
-            acc[r][3] = _mm512_fmadd_ps(second, y1, acc[r][3]);
+            __m512 two = _mm512_setr4_ps(A[r * lda + p], 0.0f, A[r * lda + p], 0.0f);
+            acc[r][0] = _mm512_fmadd_ps(two, x0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(two, x1, acc[r][1]);
         }
     }
-    /* column j = (P0 + P2) + (P1 + P3): the slots added lane by lane, then the
-     * even lanes (products p % 4 = 0, 2) to the odd ones (1, 3) */
+    /* column j = even + odd: lanes 2j and 2j+1 of the column's half */
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
     UNROLL for (int r = 0; r < R; r++) {
-        __m512 lo = _mm512_add_ps(acc[r][0], acc[r][2]), hi = _mm512_add_ps(acc[r][1], acc[r][3]);
-        __m512 sum = _mm512_add_ps(_mm512_permutex2var_ps(lo, even, hi),
-                                   _mm512_permutex2var_ps(lo, odd, hi));
+        __m512 sum = _mm512_add_ps(_mm512_permutex2var_ps(acc[r][0], even, acc[r][1]),
+                                   _mm512_permutex2var_ps(acc[r][0], odd, acc[r][1]));
         if (bias) sum = _mm512_add_ps(sum, _mm512_loadu_ps(bias));
         _mm512_storeu_ps(C + r * ldc, sum);
     }
@@ -582,10 +575,8 @@ static inline __attribute__((always_inline)) void FN(pair_micro)(
     {                                                                                   \
         FN(pair_micro)(ROWS, k, A, lda, B, ldb, bias, C, ldc);                          \
     }
-PAIR_WRAPPER(6) PAIR_WRAPPER(4) PAIR_WRAPPER(2) PAIR_WRAPPER(1)
+PAIR_WRAPPER(12) PAIR_WRAPPER(4) PAIR_WRAPPER(2) PAIR_WRAPPER(1)
 #undef PAIR_WRAPPER
-#else
-#define PAIR_KERNEL 0
 #endif
 
 #if VBYTES == 64 && DLFR_X86_DISPATCH
@@ -677,22 +668,16 @@ static void FN(gemm_wide)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, 
 static void FN(gemm_panels)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t lda,
                             const REAL *B, ptrdiff_t ldb, const REAL *bias, REAL *C, ptrdiff_t ldc)
 {
-    /* full blocks of MR rows, then the rest in blocks of 4, 2 and 1 rows (each
-     * clamped to MR, so a block never exceeds the registers) */
     typedef void (*kernel)(ptrdiff_t, const REAL *, ptrdiff_t, const REAL *, ptrdiff_t,
                            const REAL *, REAL *, ptrdiff_t);
-    const kernel singles[4] = {FN(micro_8), FN(micro_4), FN(micro_2), FN(micro_1)};
-    const kernel *kernels = singles;
-    const int single_rows[4] = {MR, 4 < MR ? 4 : MR, 2 < MR ? 2 : MR, 1};
-    const int *rows = single_rows;
+    /* full blocks, then the rest in blocks of 4, 2 and 1 rows (each clamped
+     * to MR, so a block never exceeds the registers) */
 #if PAIR_KERNEL
-    /* chosen by k alone, so a layer's outputs never depend on the batch */
-    const kernel pairs[4] = {FN(pair_6), FN(pair_4), FN(pair_2), FN(pair_1)};
-    const int pair_rows[4] = {PR, 4, 2, 1};
-    if (k >= PAIR_MIN_K) {
-        kernels = pairs;
-        rows = pair_rows;
-    }
+    const kernel kernels[4] = {FN(pair_12), FN(pair_4), FN(pair_2), FN(pair_1)};
+    const int rows[4] = {PR, 4, 2, 1};
+#else
+    const kernel kernels[4] = {FN(micro_8), FN(micro_4), FN(micro_2), FN(micro_1)};
+    const int rows[4] = {MR, 4 < MR ? 4 : MR, 2 < MR ? 2 : MR, 1};
 #endif
     ptrdiff_t i = 0;
     for (int b = 0; b < 4; b++)
@@ -798,7 +783,6 @@ void FN(gemm_update)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdi
 #undef WV
 #undef WIDE_COLS
 #undef PR
-#undef PAIR_MIN_K
 #undef UR
 #undef MR
 #undef SPLIT
