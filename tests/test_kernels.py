@@ -68,11 +68,11 @@ DENSE_SHAPES = [
     (5, 1, 4),
 ]
 #: Row counts and widths around register-block sizes (8 rows, 16 columns);
-#: then sums of 96 products or more (AVX-512 float32 takes them two at a time
-#: in blocks of 12, 4, 2 and 1 rows) with 0-3 products left over.
+#: then long sums with 0-3 products left over, in row blocks of 12, 4, 2 and
+#: 1 and one to three panels (AVX-512 float32 takes products two at a time).
 ODD_DENSE_SHAPES = [(n, 13, m) for n in (1, 7, 8, 9, 17) for m in (1, 7, 15, 16, 17, 31, 33)]
 ODD_DENSE_SHAPES += [(n, k, m) for n in (1, 5, 6, 12, 13, 23) for k in (96, 97, 98, 99)
-                     for m in (16, 33)]
+                     for m in (16, 48)]
 #: Around the wide kernel's blocks (6 rows x 64 float32 / 32 float64 columns,
 #: two products a step): its row blocks of 6, 4, 2 and 1, odd k, and widths
 #: that leave 16-column panels to the narrow kernel.
@@ -372,10 +372,11 @@ def placed(W0, offset):
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize(
     ("n", "n_in", "n_out"),
-    # small batches read W where it is (split loads), through both GEMM
-    # kernels (n_in 784: the pair kernel on AVX-512 float32); n_in 37 and 38
-    # leave 1 and 2 products after the 3-way split. A batch of 256 rows or
-    # more copies W to an aligned buffer first.
+    # small batches read W where it is (split loads); n_in 37 and 38 leave
+    # 1 and 2 products after the 3-way split of the panel kernel (float64 on
+    # AVX-512, and every dtype below it) and odd and even k to the pair
+    # kernel (AVX-512 float32). A batch of 256 rows or more copies W to an
+    # aligned buffer first.
     [(1, 37, 16), (9, 38, 16), (16, 784, 16), (300, 37, 16), (300, 37, 32)],
 )
 def test_dense_weights_off_a_cache_line(n, n_in, n_out, dtype, offset):

@@ -489,8 +489,8 @@ cdef enum:
     MAX_LAYERS = 64
     # Rows per chunk of the forward pass: one chunk's activations stay in
     # cache through every layer. A multiple of every GEMM block height (12,
-    # 8, 6 and 4 rows), so no chunk ends in a short block (128 left AVX-512's
-    # then 6-row pair kernel a 2-row block per chunk: 1.5 % slower, measured).
+    # 6, 4 and 2 rows), so no chunk ends in a short block (128 rows left a
+    # 6-row kernel a 2-row block per chunk: 1.5 % slower, measured).
     CHUNK_ROWS = 120
     # Networks with a BLAS layer take bigger chunks: BLAS is efficient
     # only on tall matrices, and its working set is blocked for cache anyway.
