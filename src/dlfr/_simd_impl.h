@@ -502,14 +502,16 @@ UPDATE_WRAPPER(16) UPDATE_WRAPPER(8) UPDATE_WRAPPER(4) UPDATE_WRAPPER(1)
  * in lane 2j+1, and the output is even + odd + bias whatever block its row
  * falls in (batch-invariant). Rows per block: 12 (24 accumulators), so the
  * two permutes that interleave a pair of B's rows serve 24 FMAs. 784 -> 16
- * in cache, one Zen 5 core: 246-250 GFLOP/s with 6 rows and four partial
- * sums (four permutes per 24 FMAs), 258-262 so, measured. */
+ * in a C loop with the data in cache, one Zen 5 core: 246-250 GFLOP/s with
+ * 6 rows and four partial sums (four permutes per 24 FMAs), 258-262 with 12
+ * rows and two, measured. */
 #define PR 12 /* rows per full block */
-/* It takes every sum, short ones too: 4096 rows x 16 columns, dense with
- * sigmoid on one thread, k = 1-16 was 5-15 % faster than the kernel above, k
- * = 96-128 equal, 784 about 9 % faster, measured. The price is batch 1: each
- * output is two chains of k / 2 dependent FMAs (784 -> 16: 0.07 us more than
- * with four partial sums). */
+/* It takes every sum, short ones too: 4096 rows x 16 columns with sigmoid on
+ * one thread, k = 1-16 ran 5-15 % faster than on the kernel above and k =
+ * 96-128 level with it; 784-16-10 at 4096 rows 9 % faster than with the
+ * 6-row pair kernel, measured. The price is batch 1: each output is two
+ * chains of k / 2 dependent FMAs (784 -> 16: 0.07 us more than with four
+ * partial sums). */
 
 static inline __attribute__((always_inline)) __m512 FN(pair_of)(const float *a)
 {
