@@ -546,6 +546,26 @@ def test_predict_argmax(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("cols", [2, 3, 10, 17])
+def test_argmax_rows_is_numpys_argmax(cols, dtype):
+    """The compiled argmax behind predict picks what NumPy's does: the first
+    of tied maxima, the first NaN in a row, -inf and +inf as numbers."""
+    rng = np.random.default_rng(cols)
+    a = rng.integers(-2, 3, size=(2000, cols)).astype(dtype)  # many ties
+    for value, share in ((np.nan, 0.05), (np.inf, 0.03), (-np.inf, 0.1)):
+        a[rng.random(a.shape) < share] = value
+    a[0] = np.nan
+    a[1] = -np.inf
+    a[2, -1] = np.nan  # a NaN after the maximum
+    labels = np.full(len(a), -1, dtype=np.int64)
+    _kernels.argmax_rows(a, labels)
+    assert np.array_equal(labels, a.argmax(axis=1))
+    empty = np.empty(0, dtype=np.int64)
+    _kernels.argmax_rows(a[:0], empty)
+    assert empty.shape == (0,)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 def test_predict_threshold_for_one_output(dtype):
     net = Network([4, 6, 1], dtype=dtype, seed=0)
     X = random_input(1000, 4, dtype, seed=1)

@@ -303,6 +303,10 @@ def _train_digits(n_train: int, epochs: int, verbose: bool) -> Any:
     return net, X, y, time.perf_counter() - start
 
 
+#: Seconds a timing waits for the previous call's thread pools to go idle.
+SETTLE_SECONDS = 0.25
+
+
 def _best_of(fn: Callable[[], Any], runs: int) -> float:
     fn()  # warm up
     best = math.inf
@@ -348,7 +352,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
     print()
 
-    runs = 3 if quick else 5
+    runs = 5 if quick else 20  # a core that sat idle takes a few calls to come up to speed
     from threadpoolctl import threadpool_limits
 
     from . import _kernels
@@ -358,14 +362,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         [np.ascontiguousarray(layer.W) for layer in net.layers],
         [layer.b.copy() for layer in net.layers],
     )
-    same = np.mean(net.predict(Xd) == numpy_forward(Xd).argmax(axis=1))
     print("   threads  dlfr net.predict(X)  NumPy 1/(1+np.exp(-(X@W+b)))  ratio")
     for threads in dict.fromkeys((1, _kernels.max_threads())):
         with threadpool_limits(limits=threads, user_api="blas"):
+            # OpenBLAS's workers spin for about 0.1 s after a threaded call,
+            # and a two-thread run timed meanwhile shares a core with one
+            time.sleep(SETTLE_SECONDS)
             t_dlfr = _best_of(functools.partial(net.predict, Xd, n_threads=threads), runs)
             t_numpy = _best_of(lambda: numpy_forward(Xd).argmax(axis=1), runs)
         print(f"   {threads:7d}  {_fmt_time(t_dlfr):>19}  {_fmt_time(t_numpy):>28}  "
               f"{t_numpy / t_dlfr:4.1f}x")
+    same = np.mean(net.predict(Xd) == numpy_forward(Xd).argmax(axis=1))
     print(f"   (ratio: NumPy's time over dlfr's; the labels agree on {same:.2%} of the digits)")
     return 0
 
