@@ -314,8 +314,11 @@ def test_forward_matches_reference(sizes, output, activation, dtype):
     # which dlfr uses for wide layers, and NumPy's) taking turns on two cores
     # slow each other down
     outputs = [net.forward(X) for X in inputs]
-    for X, out in zip(inputs, outputs, strict=True):
+    labels = [net.predict(X) for X in inputs]  # taken inside the forward pass
+    for X, out, got in zip(inputs, outputs, labels, strict=True):
         assert_matches_oracle(net, X, dtype, out)
+        expected = out.argmax(axis=1) if out.shape[1] > 1 else (out[:, 0] >= 0.5).astype(int)
+        assert got.dtype == np.int64 and np.array_equal(got, expected)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
@@ -546,22 +549,24 @@ def test_predict_argmax(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
-@pytest.mark.parametrize("cols", [2, 3, 10, 17])
-def test_argmax_rows_is_numpys_argmax(cols, dtype):
-    """The compiled argmax behind predict picks what NumPy's does: the first
-    of tied maxima, the first NaN in a row, -inf and +inf as numbers."""
+@pytest.mark.parametrize("cols", [1, 2, 3, 10, 17])
+def test_decide_rows_is_numpys_argmax(cols, dtype):
+    """The compiled rule behind predict's labels picks what NumPy does: the
+    first of tied maxima, the first NaN in a row, -inf and +inf as numbers;
+    with one column, a >= 0.5 (NaN: 0)."""
     rng = np.random.default_rng(cols)
-    a = rng.integers(-2, 3, size=(2000, cols)).astype(dtype)  # many ties
+    a = rng.integers(-2, 3, size=(2000, cols)).astype(dtype) / 2  # ties, and 0.5 itself
     for value, share in ((np.nan, 0.05), (np.inf, 0.03), (-np.inf, 0.1)):
         a[rng.random(a.shape) < share] = value
     a[0] = np.nan
     a[1] = -np.inf
     a[2, -1] = np.nan  # a NaN after the maximum
     labels = np.full(len(a), -1, dtype=np.int64)
-    _kernels.argmax_rows(a, labels)
-    assert np.array_equal(labels, a.argmax(axis=1))
+    _kernels.decide_rows(a, labels)
+    expected = a.argmax(axis=1) if cols > 1 else (a[:, 0] >= 0.5).astype(np.int64)
+    assert np.array_equal(labels, expected)
     empty = np.empty(0, dtype=np.int64)
-    _kernels.argmax_rows(a[:0], empty)
+    _kernels.decide_rows(a[:0], empty)
     assert empty.shape == (0,)
 
 

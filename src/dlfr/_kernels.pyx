@@ -375,29 +375,41 @@ def softmax_rows(floating[:, ::1] y):
                   DLFR_SOFTMAX)
 
 
-def argmax_rows(const floating[:, ::1] a, int64_t[::1] out):
-    """out[i] = the index of row i's largest value, as NumPy's argmax: the
-    first of equal maxima, and the first NaN where a row holds one.
+cdef void _decide_rows(const floating *a, Py_ssize_t lda, Py_ssize_t rows, Py_ssize_t cols,
+                       int64_t *labels) noexcept nogil:
+    """labels[i] = row i's label: with one column, a >= 0.5 (NaN: 0); else the
+    index of its largest value as NumPy's argmax gives it: the first of equal
+    maxima, and the first NaN where a row holds one."""
+    cdef Py_ssize_t i, j, best
+    cdef floating v, m
+    for i in range(rows):
+        if cols == 1:
+            labels[i] = a[i * lda] >= 0.5
+            continue
+        best = 0
+        m = a[i * lda]
+        if m == m:
+            for j in range(1, cols):
+                v = a[i * lda + j]
+                if v != v:  # NaN: NumPy takes the first one
+                    best = j
+                    break
+                if v > m:
+                    m = v
+                    best = j
+        labels[i] = best
+
+
+def decide_rows(const floating[:, ::1] a, int64_t[::1] labels):
+    """labels = predict's labels of a's rows (see _decide_rows).
 
     NumPy's own ``a.argmax(axis=1)`` walks short rows one call at a time:
     215 us for 10,000 rows of 10 float32, against 47 us here (measured).
     """
-    cdef Py_ssize_t i, j, best, cols = a.shape[1]
-    cdef floating v, m
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        return
     with nogil:
-        for i in range(a.shape[0]):
-            best = 0
-            m = a[i, 0]
-            if m == m:
-                for j in range(1, cols):
-                    v = a[i, j]
-                    if v != v:  # NaN: NumPy takes the first one
-                        best = j
-                        break
-                    if v > m:
-                        m = v
-                        best = j
-            out[i] = best
+        _decide_rows(&a[0, 0], a.shape[1], a.shape[0], a.shape[1], &labels[0])
 
 
 cnp.import_array()
@@ -619,21 +631,24 @@ cdef void _layer(Net *net, int l, bint own_wide, Py_ssize_t rows, const floating
 
 
 cdef void _forward_chunk(Net *net, bint own_wide, Py_ssize_t rows, const floating *X,
-                         Py_ssize_t ldx, floating *out, floating *buf0,
+                         Py_ssize_t ldx, floating *out, int64_t *labels, floating *buf0,
                          floating *buf1) noexcept nogil:
-    """out (rows x n_out of the last layer) = the network applied to X's rows."""
+    """out (rows x n_out of the last layer) = the network applied to X's rows;
+    with ``labels`` (out NULL), their labels instead, taken while in cache."""
     cdef int l, last = net.n_layers - 1
     cdef const floating *A = X
     cdef Py_ssize_t lda = ldx, r, n_out = net.n_out[last]
     cdef floating *C
     for l in range(net.n_layers):
         C = buf0 if l % 2 == 0 else buf1
-        if l == last and net.ld[l] == n_out:
+        if l == last and net.ld[l] == n_out and labels == NULL:
             C = out  # no padding: write the result in place
         _layer(net, l, own_wide, rows, A, lda, C)
         A = C
         lda = net.ld[l]
-    if A != out:
+    if labels != NULL:
+        _decide_rows(A, lda, rows, n_out, labels)
+    elif A != out:
         for r in range(rows):
             memcpy(&out[r * n_out], &A[r * lda], n_out * sizeof(floating))
 
@@ -647,8 +662,9 @@ cdef void _scale_rows(const unsigned char *src, Py_ssize_t n, floating scale,
 
 cdef void _run_chunk(Net *net, bint own_wide, const void *X, int x_is_u8, floating scale,
                      Py_ssize_t r0, Py_ssize_t rows, Py_ssize_t chunk, floating *out,
-                     floating *work) noexcept nogil:
-    """Rows [r0, r0 + rows) of X through the network into out.
+                     int64_t *labels, floating *work) noexcept nogil:
+    """Rows [r0, r0 + rows) of X through the network into out (or their
+    labels into labels: see _forward_chunk).
 
     ``work`` holds two chunk-sized activation buffers, then (uint8 input)
     room for the chunk's rows converted to floats.
@@ -660,14 +676,16 @@ cdef void _run_chunk(Net *net, bint own_wide, const void *X, int x_is_u8, floati
         _scale_rows(<const unsigned char *>X + r0 * n_in, rows * n_in, scale, <floating *>Xc)
     else:
         Xc = <const floating *>X + r0 * n_in
-    _forward_chunk(net, own_wide, rows, Xc, n_in, out + r0 * n_out, work,
-                   work + chunk * net.max_ld)
+    _forward_chunk(net, own_wide, rows, Xc, n_in, out + r0 * n_out if out != NULL else NULL,
+                   labels + r0 if labels != NULL else NULL, work, work + chunk * net.max_ld)
 
 
 cdef int _forward(Net *net, bint own_wide, Py_ssize_t n, const void *X, int x_is_u8,
-                  floating scale, floating *out, int n_threads) except -1 nogil:
-    """The whole network over n rows, in chunks, on up to n_threads threads
-    (1 when a layer goes to BLAS: see _uses_blas)."""
+                  floating scale, floating *out, int64_t *labels,
+                  int n_threads) except -1 nogil:
+    """The whole network over n rows into out (or their labels: see
+    _forward_chunk), in chunks, on up to n_threads threads (1 when a layer
+    goes to BLAS: see _uses_blas)."""
     # a batch smaller than a chunk gets buffers its own size (batch 1: a
     # small allocation, 50 ns less than a chunk's, measured)
     cdef Py_ssize_t chunk = max(1, min(CHUNK_ROWS_WIDE if _uses_blas(net, own_wide)
@@ -684,7 +702,7 @@ cdef int _forward(Net *net, bint own_wide, Py_ssize_t n, const void *X, int x_is
     if threads == 1:
         for c in range(n_chunks):
             _run_chunk(net, own_wide, X, x_is_u8, scale, c * chunk, min(chunk, n - c * chunk),
-                       chunk, out, work)
+                       chunk, out, labels, work)
     else:
         # chunks (runs of them in a big batch: _chunks_per_grab) handed out
         # as threads come free: a core the host slows for a while then takes
@@ -694,7 +712,7 @@ cdef int _forward(Net *net, bint own_wide, Py_ssize_t n, const void *X, int x_is
         for c in prange(n_chunks, num_threads=threads, schedule="dynamic",
                         chunksize=_chunks_per_grab(n_chunks, threads)):
             _run_chunk(net, own_wide, X, x_is_u8, scale, c * chunk, min(chunk, n - c * chunk),
-                       chunk, out, work + omp_get_thread_num() * per_thread)
+                       chunk, out, labels, work + omp_get_thread_num() * per_thread)
     dlfr_aligned_free(work)
     return 0
 
@@ -724,8 +742,9 @@ cdef class Engine:
     def __reduce__(self):
         raise TypeError("an Engine is rebuilt from its network, never pickled")
 
-    def run(self, object X, object n_threads=None, double scale=1.0):
-        """The output activations for X, or None when X is not ready as it is.
+    def run(self, object X, object n_threads=None, double scale=1.0, bint labels=False):
+        """The output activations for X (``labels``: predict's int64 labels,
+        see _decide_rows), or None when X is not ready as it is.
 
         Ready means a C-contiguous, aligned, native 2-D ndarray of the
         network's dtype (or uint8, read times ``scale``) with the right number
@@ -739,6 +758,8 @@ cdef class Engine:
         cdef Py_ssize_t n
         cdef void *x
         cdef void *o
+        cdef int64_t *lab
+        cdef cnp.npy_intp dims[1]
         if not ((is_u8 or _ready(X, 2, self.typenum))
                 and cnp.PyArray_DIM(<cnp.ndarray>X, 1) == self.net.n_in[0]):
             return None
@@ -746,16 +767,25 @@ cdef class Engine:
         n = cnp.PyArray_DIM(<cnp.ndarray>X, 0)
         if n < PARALLEL_MIN_ROWS_ or _uses_blas(&self.net, own_wide):
             threads = 1  # BLAS threads its layers; one threading runtime per call
-        out = _new_rows(n, self.net.n_out[self.net.n_layers - 1], self.typenum)
+        dims[0] = n
+        if labels:
+            out = cnp.PyArray_EMPTY(1, &dims[0], cnp.NPY_INT64, 0)
+            o = NULL
+            lab = <int64_t *>cnp.PyArray_DATA(<cnp.ndarray>out)
+        else:
+            out = _new_rows(n, self.net.n_out[self.net.n_layers - 1], self.typenum)
+            o = cnp.PyArray_DATA(<cnp.ndarray>out)
+            lab = NULL
         if n == 0:
             return out
         x = cnp.PyArray_DATA(<cnp.ndarray>X)
-        o = cnp.PyArray_DATA(<cnp.ndarray>out)
         with nogil:
             if self.typenum == cnp.NPY_FLOAT32:
-                _forward(&self.net, own_wide, n, x, is_u8, <float>scale, <float *>o, threads)
+                _forward(&self.net, own_wide, n, x, is_u8, <float>scale, <float *>o, lab,
+                         threads)
             else:
-                _forward(&self.net, own_wide, n, x, is_u8, <double>scale, <double *>o, threads)
+                _forward(&self.net, own_wide, n, x, is_u8, <double>scale, <double *>o, lab,
+                         threads)
         return out
 
 

@@ -155,8 +155,14 @@ class Network:
         instead (one threading runtime per call; set its threads with
         threadpoolctl). The GIL is released while the network runs.
         """
+        return self._run(X, n_threads, scale, labels=False)
+
+    def _run(self, X: Any, n_threads: int | None, scale: float | None,
+             labels: bool) -> np.ndarray:
+        """forward's outputs, or (labels) predict's labels, in one engine call."""
         if scale is None:
-            out = self._engine.run(X, n_threads, _U8_SCALE)  # ready arrays: no Python checks
+            # ready arrays: no Python checks
+            out = self._engine.run(X, n_threads, _U8_SCALE, labels)
             if out is not None:
                 return out
         X = self._input(X)
@@ -164,7 +170,7 @@ class Network:
             scale = _U8_SCALE
         elif X.dtype is not _U8:
             raise ValueError("scale applies to uint8 input only; scale floats before passing them")
-        out = self._engine.run(X, n_threads, float(scale))
+        out = self._engine.run(X, n_threads, float(scale), labels)
         if out is None:  # _input returns only arrays the engine takes
             raise RuntimeError("dlfr: the engine refused a checked input (a bug: please report)")
         return out
@@ -172,8 +178,12 @@ class Network:
     __call__ = forward
 
     def predict(self, X: Any, n_threads: int | None = None) -> np.ndarray:
-        """Labels: the argmax of the outputs, or output >= 0.5 for a single output."""
-        return _decide(self.forward(X, n_threads))
+        """Labels: the argmax of the outputs, or output >= 0.5 for a single output.
+
+        Taken inside the forward pass, from each chunk of outputs while it is
+        in cache, so the outputs are never written out whole.
+        """
+        return self._run(X, n_threads, None, labels=True)
 
     def evaluate(self, X: Any, y: Any) -> float:
         """Accuracy in [0, 1]; y holds integer labels or one-hot rows."""
@@ -233,12 +243,13 @@ class Network:
 
 def _decide(a: np.ndarray) -> np.ndarray:
     """Labels from output (or one-hot) rows: the argmax, or a >= 0.5 for one column."""
+    if (a.dtype in (np.float32, np.float64) and a.flags.c_contiguous and a.flags.aligned
+            and a.shape[1] > 0):
+        labels = np.empty(a.shape[0], dtype=np.int64)
+        _kernels.decide_rows(a, labels)  # as below, without NumPy's per-row calls
+        return labels
     if a.shape[1] == 1:
         return (a[:, 0] >= 0.5).astype(np.int64)
-    if a.dtype in (np.float32, np.float64) and a.flags.c_contiguous and a.shape[1] > 0:
-        labels = np.empty(a.shape[0], dtype=np.int64)
-        _kernels.argmax_rows(a, labels)  # NumPy's argmax, without its per-row calls
-        return labels
     return a.argmax(axis=1)
 
 
