@@ -247,10 +247,10 @@ def test_other_bad_arguments_are_refused():
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
 def test_a_failing_block_raises_its_own_error(client, scheduler):
     class FailsOnNegativeRows(Network):  # local: pickled by value for the workers
-        def _run(self, X, n_threads, scale, labels):  # under forward and predict
+        def forward(self, X, n_threads=None, scale=None):
             if len(X) and X[0, 0] < 0:
                 raise ZeroDivisionError(f"block of {len(X)} rows starts negative")
-            return super()._run(X, n_threads, scale, labels)
+            return super().forward(X, n_threads, scale)
 
     net = FailsOnNegativeRows([2, 2], seed=0)
     X = da.from_array(np.arange(-20.0, 20.0).reshape(-1, 2)[::-1].copy(), chunks=(5, 2))
@@ -267,13 +267,13 @@ def test_blocks_take_their_share_of_threads(client, monkeypatch):
     assert client.submit(dlfr_dask.task_threads, pure=False).result(timeout=TIMEOUT) == 1
     assert dlfr_dask.task_threads() == 1
     seen = []
-    run = Network._run  # under forward and predict
+    forward = Network.forward
 
-    def spy(self, X, n_threads, scale, labels):
+    def spy(self, X, n_threads=None, scale=None):
         seen.append(n_threads)
-        return run(self, X, n_threads, scale, labels)
+        return forward(self, X, n_threads, scale)
 
-    monkeypatch.setattr(Network, "_run", spy)
+    monkeypatch.setattr(Network, "forward", spy)
     net = Network([3, 2], seed=0)
     X = da.zeros((600, 3), chunks=200)
     dlfr_dask.predict(net, X).compute(scheduler="threads")

@@ -568,6 +568,44 @@ def test_decide_rows_is_numpys_argmax(cols, dtype):
     empty = np.empty(0, dtype=np.int64)
     _kernels.decide_rows(a[:0], empty)
     assert empty.shape == (0,)
+    with pytest.raises(ValueError, match="labels has 1999 entries for 2000 rows"):
+        _kernels.decide_rows(a, labels[1:])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_predict_labels_ties_nan_and_inf(n_threads, dtype):
+    """Labels taken inside the engine, on its threads, match NumPy's argmax of
+    the outputs where rows tie, hold NaN or overflow to inf."""
+    net = Network([3, 4], activation="identity", dtype=dtype, seed=0)
+    net.layers[0].W[:, 2] = net.layers[0].W[:, 1]  # columns 1 and 2 always tie
+    net.layers[0].b[2] = net.layers[0].b[1]
+    X = random_input(1000, 3, dtype)
+    X[::7] = np.nan
+    X[3::11, 0] = np.inf
+    X[5::13] = 0  # every output the bias alone
+    out = net.forward(X, n_threads=n_threads)
+    assert np.isnan(out).any() and np.isinf(out).any()
+    assert np.array_equal(net.predict(X, n_threads=n_threads), out.argmax(axis=1))
+    one = Network([3, 1], dtype=dtype, seed=0)
+    assert np.array_equal(one.predict(X, n_threads=n_threads),
+                          (one.forward(X, n_threads=n_threads)[:, 0] >= 0.5).astype(int))
+    pixels = np.random.default_rng(1).integers(0, 256, (600, 3), dtype=np.uint8)
+    assert np.array_equal(net.predict(pixels, n_threads=n_threads),
+                          net.forward(pixels, n_threads=n_threads).argmax(axis=1))
+
+
+def test_predict_follows_an_overridden_forward():
+    """A subclass that changes forward gets the labels of its own outputs."""
+
+    class Flipped(Network):
+        def forward(self, X, n_threads=None, scale=None):
+            return 1 - super().forward(X, n_threads, scale)
+
+    net = Flipped([4, 3], seed=0)
+    X = random_input(300, 4, np.float32)
+    assert np.array_equal(net.predict(X), net.forward(X).argmax(axis=1))
+    assert not np.array_equal(net.predict(X), Network([4, 3], seed=0).predict(X))
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)

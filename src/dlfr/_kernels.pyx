@@ -406,6 +406,8 @@ def decide_rows(const floating[:, ::1] a, int64_t[::1] labels):
     NumPy's own ``a.argmax(axis=1)`` walks short rows one call at a time:
     215 us for 10,000 rows of 10 float32, against 47 us here (measured).
     """
+    if labels.shape[0] != a.shape[0]:
+        raise ValueError(f"labels has {labels.shape[0]} entries for {a.shape[0]} rows")
     if a.shape[0] == 0 or a.shape[1] == 0:
         return
     with nogil:

@@ -181,8 +181,11 @@ class Network:
         """Labels: the argmax of the outputs, or output >= 0.5 for a single output.
 
         Taken inside the forward pass, from each chunk of outputs while it is
-        in cache, so the outputs are never written out whole.
+        in cache, so the outputs are never written out whole; a subclass that
+        overrides ``forward`` gets the labels of its own outputs.
         """
+        if type(self).forward is not _FORWARD:
+            return _decide(self.forward(X, n_threads))
         return self._run(X, n_threads, None, labels=True)
 
     def evaluate(self, X: Any, y: Any) -> float:
@@ -239,6 +242,9 @@ class Network:
         from ._convert import from_torch
 
         return from_torch(cls, module)
+
+
+_FORWARD = Network.forward
 
 
 def _decide(a: np.ndarray) -> np.ndarray:
