@@ -613,23 +613,25 @@ cdef void _release(Py_buffer *views, int held) noexcept:
 
 
 cdef void _layer(Net *net, int l, bint own_wide, Py_ssize_t rows, const floating *A,
-                 Py_ssize_t lda, floating *C) noexcept nogil:
-    """C (rows x ld) = act(A @ W + b) for layer l; padding columns are junk.
+                 Py_ssize_t lda, floating *C, Py_ssize_t ldc) noexcept nogil:
+    """C = act(A @ W + b) for layer l: with ldc = ld, whole padded rows (the
+    padding columns junk); with ldc = n_out, the real columns alone, rows one
+    after another (a network's output).
 
     ``own_wide``: as for _own_gemm.
     """
     cdef Py_ssize_t ld = net.ld[l], n_in = net.n_in[l]
     cdef const floating *W = <const floating *>net.W[l]
     cdef const floating *b = <const floating *>net.b[l]
-    # Activate whole padded rows (one contiguous vectorised pass, padding
-    # included) unless softmax, whose sum must see the real columns only.
-    cdef Py_ssize_t cols = net.n_out[l] if net.act[l] == DLFR_SOFTMAX else ld
+    # Activate rows whole (one contiguous vectorised pass, padding included)
+    # unless softmax, whose sum must see the real columns only.
+    cdef Py_ssize_t cols = net.n_out[l] if net.act[l] == DLFR_SOFTMAX else ldc
     if _own_gemm(net.n_out[l], own_wide) or n_in == 0:
-        _gemm(rows, ld, n_in, A, lda, W, ld, b, C, ld)
-        _bias_act(C, rows, cols, ld, <const floating *>NULL, net.act[l])
+        _gemm(rows, ldc, n_in, A, lda, W, ld, b, C, ldc)
+        _bias_act(C, rows, cols, ldc, <const floating *>NULL, net.act[l])
     else:
-        _blas_gemm_rowmajor(rows, ld, n_in, A, lda, W, ld, C, ld, 0)
-        _bias_act(C, rows, cols, ld, b, net.act[l])
+        _blas_gemm_rowmajor(rows, ldc, n_in, A, lda, W, ld, C, ldc, 0)
+        _bias_act(C, rows, cols, ldc, b, net.act[l])
 
 
 cdef void _forward_chunk(Net *net, bint own_wide, Py_ssize_t rows, const floating *X,
@@ -639,20 +641,20 @@ cdef void _forward_chunk(Net *net, bint own_wide, Py_ssize_t rows, const floatin
     with ``labels`` (out NULL), their labels instead, taken while in cache."""
     cdef int l, last = net.n_layers - 1
     cdef const floating *A = X
-    cdef Py_ssize_t lda = ldx, r, n_out = net.n_out[last]
+    cdef Py_ssize_t lda = ldx, n_out = net.n_out[last]
     cdef floating *C
-    for l in range(net.n_layers):
+    for l in range(last):
         C = buf0 if l % 2 == 0 else buf1
-        if l == last and net.ld[l] == n_out and labels == NULL:
-            C = out  # no padding: write the result in place
-        _layer(net, l, own_wide, rows, A, lda, C)
+        _layer(net, l, own_wide, rows, A, lda, C, net.ld[l])
         A = C
         lda = net.ld[l]
-    if labels != NULL:
-        _decide_rows(A, lda, rows, n_out, labels)
-    elif A != out:
-        for r in range(rows):
-            memcpy(&out[r * n_out], &A[r * lda], n_out * sizeof(floating))
+    if labels == NULL:
+        # the real columns straight into the output: no padded rows to copy
+        _layer(net, last, own_wide, rows, A, lda, out, n_out)
+    else:
+        C = buf0 if last % 2 == 0 else buf1
+        _layer(net, last, own_wide, rows, A, lda, C, net.ld[last])
+        _decide_rows(C, net.ld[last], rows, n_out, labels)
 
 
 cdef void _scale_rows(const unsigned char *src, Py_ssize_t n, floating scale,
@@ -915,7 +917,7 @@ cdef void _train_epoch(Net *net, floating *work, Py_ssize_t batch, const floatin
         A_prev = X_batch
         lda = n_in
         for l in range(L):
-            _layer(net, l, own_wide, m, A_prev, lda, A[l])
+            _layer(net, l, own_wide, m, A_prev, lda, A[l], net.ld[l])
             A_prev = A[l]
             lda = net.ld[l]
         loss_sum[0] += _output_delta(net, m, A[L - 1], Y_batch, D[L - 1], loss, correct)

@@ -72,13 +72,14 @@ void dlfr_aligned_free(void *p);
     void dlfr_bias_act_##S(REAL *Y, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t ldy, \
                            const REAL *b, int act);                                \
     /* C[i, :n] = bias + sum_p A[i*lda + p] * B[p*ldb + :n]: C = A @ B + bias,  \
-     * the same arithmetic for a row whatever m (batch-invariant).            \
-     * n must be a multiple of DLFR_PANEL, ldb and ldc too; bias may be NULL. */ \
+     * the same arithmetic for a row whatever m (batch-invariant). B's rows  \
+     * and bias (may be NULL) are read in whole DLFR_PANEL-column panels, so  \
+     * they must hold n rounded up to one (zero padding); C gets n columns.   */ \
     void dlfr_gemm_##S(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A,       \
                        ptrdiff_t lda, const REAL *B, ptrdiff_t ldb,                \
                        const REAL *bias, REAL *C, ptrdiff_t ldc);                  \
     /* C[i, :n] += alpha * sum_p A[p*lda + i] * B[p*ldb + :n]: C += alpha A^T B, \
-     * A being (k, m) (the training update; same n, ldb, ldc rules); ahead    \
+     * A being (k, m) (the training update: n, ldb and ldc whole panels); ahead \
      * (may be NULL) is prefetched a little per block.                        */  \
     void dlfr_gemm_update_##S(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A,\
                               ptrdiff_t lda, const REAL *B, ptrdiff_t ldb, REAL *C, \

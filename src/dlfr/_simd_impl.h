@@ -392,10 +392,12 @@ typedef REAL FN(vec_u) __attribute__((vector_size(VBYTES), aligned(sizeof(REAL))
 #endif
 
 /* C rows [0, R) x one panel = bias + A rows [0, R) @ B panel; row i of A
- * starts at A + i*lda. Always inlined into the fixed-R wrappers below. */
+ * starts at A + i*lda; only the first `cols` columns of C are written (the
+ * last panel of a layer written straight into its output). Always inlined
+ * into the fixed-R wrappers below. */
 static inline __attribute__((always_inline)) void FN(micro)(
     const int R, const int S, ptrdiff_t k, const REAL *A, ptrdiff_t lda, const REAL *B,
-    ptrdiff_t ldb, const REAL *bias, REAL *C, ptrdiff_t ldc)
+    ptrdiff_t ldb, const REAL *bias, REAL *C, ptrdiff_t ldc, int cols)
 {
     FN(vec) acc[R][S][NV];
     UNROLL for (int r = 0; r < R; r++)
@@ -435,14 +437,17 @@ static inline __attribute__((always_inline)) void FN(micro)(
                 UNROLL for (int v = 0; v < NV; v++)
                     acc[r][t][v] += x * *(const FN(vec_u) *)(B + (p + t) * ldb + v * VL);
             }
-    UNROLL for (int r = 0; r < R; r++)
+    UNROLL for (int r = 0; r < R; r++) {
+        REAL part[DLFR_PANEL]; /* a partial panel's row, before its first columns go out */
+        REAL *row = cols == DLFR_PANEL ? C + r * ldc : part;
         UNROLL for (int v = 0; v < NV; v++) {
             FN(vec) sum = acc[r][0][v]; /* the fixed tree over the partial sums */
             if (S == 3)
                 sum = (acc[r][0][v] + acc[r][1][v]) + acc[r][2][v];
-            FN(vec_u) *c = (FN(vec_u) *)(C + r * ldc + v * VL);
-            *c = bias ? sum + *(const FN(vec_u) *)(bias + v * VL) : sum;
+            *(FN(vec_u) *)(row + v * VL) = bias ? sum + *(const FN(vec_u) *)(bias + v * VL) : sum;
         }
+        if (row == part) memcpy(C + r * ldc, part, (size_t)cols * sizeof(REAL));
+    }
 }
 
 /* C rows [0, R) x one panel += alpha * (A^T @ B): A is (k, m) with row stride
@@ -471,9 +476,9 @@ static inline __attribute__((always_inline)) void FN(update_micro)(
 #define FORWARD_WRAPPER(ROWS)                                                           \
     static __attribute__((noinline)) void FN(micro_##ROWS)(                             \
         ptrdiff_t k, const REAL *A, ptrdiff_t lda, const REAL *B, ptrdiff_t ldb,        \
-        const REAL *bias, REAL *C, ptrdiff_t ldc)                                       \
+        const REAL *bias, REAL *C, ptrdiff_t ldc, int cols)                             \
     {                                                                                   \
-        FN(micro)(ROWS < MR ? ROWS : MR, SPLIT, k, A, lda, B, ldb, bias, C, ldc);       \
+        FN(micro)(ROWS < MR ? ROWS : MR, SPLIT, k, A, lda, B, ldb, bias, C, ldc, cols); \
     }
 #define UPDATE_WRAPPER(ROWS)                                                            \
     static __attribute__((noinline)) void FN(update_##ROWS)(                            \
@@ -522,7 +527,7 @@ static inline __attribute__((always_inline)) __m512 FN(pair_of)(const float *a)
 
 static inline __attribute__((always_inline)) void FN(pair_micro)(
     const int R, ptrdiff_t k, const float *A, ptrdiff_t lda, const float *B, ptrdiff_t ldb,
-    const float *bias, float *C, ptrdiff_t ldc)
+    const float *bias, float *C, ptrdiff_t ldc, __mmask16 keep)
 {
     /* lanes (2j, 2j+1) <- (first[j], second[j]), columns 0-7 and 8-15 */
     const __m512i low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
@@ -571,16 +576,17 @@ static inline __attribute__((always_inline)) void FN(pair_micro)(
         __m512 sum = _mm512_add_ps(_mm512_permutex2var_ps(acc[r][0], even, acc[r][1]),
                                    _mm512_permutex2var_ps(acc[r][0], odd, acc[r][1]));
         if (bias) sum = _mm512_add_ps(sum, _mm512_loadu_ps(bias));
-        _mm512_storeu_ps(C + r * ldc, sum);
+        _mm512_mask_storeu_ps(C + r * ldc, keep, sum); /* `keep`: the columns written */
     }
 }
 
 #define PAIR_WRAPPER(ROWS)                                                              \
     static __attribute__((noinline)) void FN(pair_##ROWS)(                              \
         ptrdiff_t k, const REAL *A, ptrdiff_t lda, const REAL *B, ptrdiff_t ldb,        \
-        const REAL *bias, REAL *C, ptrdiff_t ldc)                                       \
+        const REAL *bias, REAL *C, ptrdiff_t ldc, int cols)                             \
     {                                                                                   \
-        FN(pair_micro)(ROWS, k, A, lda, B, ldb, bias, C, ldc);                          \
+        FN(pair_micro)(ROWS, k, A, lda, B, ldb, bias, C, ldc,                           \
+                       (__mmask16)(cols >= 16 ? 0xFFFF : (1u << cols) - 1));            \
     }
 PAIR_WRAPPER(12) PAIR_WRAPPER(4) PAIR_WRAPPER(2) PAIR_WRAPPER(1)
 #undef PAIR_WRAPPER
@@ -671,12 +677,14 @@ static void FN(gemm_wide)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, 
 #define WIDE_KERNEL 0
 #endif
 
-/* C[:, :n] in panels of DLFR_PANEL columns (the narrow kernels) */
+/* C[:, :n] in panels of DLFR_PANEL columns (the narrow kernels); a last
+ * panel of fewer columns reads whole panels of B and bias but writes only
+ * its columns of C */
 static void FN(gemm_panels)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t lda,
                             const REAL *B, ptrdiff_t ldb, const REAL *bias, REAL *C, ptrdiff_t ldc)
 {
     typedef void (*kernel)(ptrdiff_t, const REAL *, ptrdiff_t, const REAL *, ptrdiff_t,
-                           const REAL *, REAL *, ptrdiff_t);
+                           const REAL *, REAL *, ptrdiff_t, int);
     /* full blocks (12 rows by pairs, MR otherwise), then the rest in blocks
      * of 4, 2 and 1 rows (clamped to MR, so a block never exceeds the
      * registers) */
@@ -697,7 +705,7 @@ static void FN(gemm_panels)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A
                 }
             for (ptrdiff_t j = 0; j < n; j += DLFR_PANEL)
                 kernels[b](k, A + i * lda, lda, B + j, ldb, bias ? bias + j : NULL,
-                           C + i * ldc + j, ldc);
+                           C + i * ldc + j, ldc, n - j < DLFR_PANEL ? (int)(n - j) : DLFR_PANEL);
         }
 }
 
@@ -752,7 +760,7 @@ void FN(gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t ld
                 REAL x = A[i * lda + p];
                 for (int l = 0; l < DLFR_PANEL; l++) acc[p % SPLIT][l] += x * B[p * ldb + j + l];
             }
-            for (int l = 0; l < DLFR_PANEL; l++) {
+            for (int l = 0; l < DLFR_PANEL && j + l < n; l++) {
                 REAL sum = (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]);
                 C[i * ldc + j + l] = bias ? sum + bias[j + l] : sum;
             }
