@@ -382,10 +382,11 @@ cdef void _decide_rows(const floating *a, Py_ssize_t lda, Py_ssize_t rows, Py_ss
     maxima, and the first NaN where a row holds one."""
     cdef Py_ssize_t i, j, best
     cdef floating v, m
-    for i in range(rows):
-        if cols == 1:
+    if cols == 1:
+        for i in range(rows):
             labels[i] = a[i * lda] >= 0.5
-            continue
+        return
+    for i in range(rows):
         best = 0
         m = a[i * lda]
         if m == m:
