@@ -108,10 +108,15 @@ SOFTMAX = DLFR_SOFTMAX
 PANEL = DLFR_PANEL
 CACHE_LINE = DLFR_CACHE_LINE
 # Widest output a layer may have and still use dlfr's own GEMM on every SIMD
-# level; wider layers use it where the level has the wide kernel (AVX-512,
-# dlfr_gemm_wide) and go to BLAS elsewhere.
+# level; wider layers use it where the level's GEMM outruns BLAS at any width
+# (AVX-512, AVX2, NEON: dlfr_gemm_wide) and, at the generic level, in calls
+# of fewer than FEW_ROWS_OWN rows: there BLAS costs more per call than the
+# work (784->256 at one row: 195 us through scipy's sgemm, 20 us on the
+# generic kernels, measured), while from a few dozen rows on its AVX2 code
+# beats 16-byte vectors without FMA.
 cdef enum:
     NARROW_MAX_ = 64
+    FEW_ROWS_OWN_ = 64
     # Elementwise work is split across threads only above this many elements:
     # below it, waking threads costs more than it saves.
     PARALLEL_MIN_ELEMENTS_ = 1 << 17
@@ -125,6 +130,7 @@ cdef enum:
     # (about 10 microseconds of work, a few times the cost of waking them)
     PARALLEL_MIN_WORK = 1 << 21
 NARROW_MAX = NARROW_MAX_
+FEW_ROWS_OWN = FEW_ROWS_OWN_
 PARALLEL_MIN_ELEMENTS = PARALLEL_MIN_ELEMENTS_
 cdef Py_ssize_t ELEMENT_CHUNK = 1 << 15
 
@@ -148,14 +154,16 @@ def build_info():
         "simd_supported": dlfr_simd_name(dlfr_simd_supported()).decode(),
         "simd_in_use": dlfr_simd_name(dlfr_simd_level()).decode(),
         "gemm": (("dlfr's kernels at every width" if dlfr_gemm_wide() else
-                  f"dlfr's kernels up to {NARROW_MAX_} outputs, BLAS beyond")
+                  f"dlfr's kernels up to {NARROW_MAX_} outputs, and at every width in "
+                  f"calls of fewer than {FEW_ROWS_OWN_} rows; BLAS beyond")
                  + f" (dense: widths in whole {DLFR_PANEL}-column panels; others BLAS)"),
     }
 
 
 def gemm_wide():
     """Whether the SIMD level in use runs layers of any width on dlfr's GEMM
-    (AVX-512's wide kernel); if not, layers over NARROW_MAX units use BLAS.
+    (every level but generic); if not, layers over NARROW_MAX units use BLAS
+    in calls of FEW_ROWS_OWN rows or more.
     (dense's widths must also be whole panels; network layers are padded so.)"""
     return bool(dlfr_gemm_wide())
 
@@ -278,12 +286,19 @@ cdef inline void _blas_gemm_rowmajor(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
               &beta, C, &ildc)
 
 
+cdef inline bint _own_wide(Py_ssize_t rows) noexcept nogil:
+    """Whether a call over this many rows runs layers of every width on dlfr's
+    GEMM (see NARROW_MAX); the caller reads it once and passes it down."""
+    return dlfr_gemm_wide() or rows < FEW_ROWS_OWN_
+
+
 cdef inline bint _own_gemm(Py_ssize_t n_out, bint own_wide) noexcept nogil:
     """Whether dlfr's GEMM (else BLAS) computes a layer this wide.
 
-    ``own_wide``: dlfr_gemm_wide(), read once per call and passed down, so
-    that every decision in a call agrees even if another thread changes the
-    SIMD level meanwhile (BLAS must never run inside the call's OpenMP region).
+    ``own_wide``: _own_wide(rows of the call), read once per call and passed
+    down, so that every decision in a call agrees even if another thread
+    changes the SIMD level meanwhile (BLAS must never run inside the call's
+    OpenMP region).
     """
     return n_out <= NARROW_MAX_ or own_wide
 
@@ -342,7 +357,7 @@ cdef void _dense(const floating *X, const floating *W, const floating *b, floati
         for r in range(n):
             memcpy(&out[r * n_out], b, n_out * sizeof(floating))
         _bias_act(out, n, n_out, n_out, <const floating *>NULL, act)
-    elif n_out % DLFR_PANEL == 0 and _own_gemm(n_out, dlfr_gemm_wide()):
+    elif n_out % DLFR_PANEL == 0 and _own_gemm(n_out, _own_wide(n)):
         if n >= ALIGN_COPY_MIN_ROWS and <size_t>W % DLFR_CACHE_LINE != 0:
             # W's panel rows straddle cache lines (two loads each): for a batch
             # this large an aligned copy of W costs less than it saves
@@ -759,7 +774,7 @@ cdef class Engine:
         stay on one thread.
         """
         cdef int threads, is_u8 = _ready(X, 2, cnp.NPY_UINT8)
-        cdef bint own_wide = dlfr_gemm_wide()
+        cdef bint own_wide
         cdef Py_ssize_t n
         cdef void *x
         cdef void *o
@@ -770,6 +785,7 @@ cdef class Engine:
             return None
         threads = _thread_count(n_threads)
         n = cnp.PyArray_DIM(<cnp.ndarray>X, 0)
+        own_wide = _own_wide(n)
         if n < PARALLEL_MIN_ROWS_ or _uses_blas(&self.net, own_wide):
             threads = 1  # BLAS threads its layers; one threading runtime per call
         dims[0] = n
@@ -890,7 +906,7 @@ cdef void _train_epoch(Net *net, floating *work, Py_ssize_t batch, const floatin
     cdef const floating *Y_batch
     cdef floating step
     cdef dlfr_prefetch next_rows  # the next batch's input rows
-    cdef bint own_wide = dlfr_gemm_wide()  # once per epoch (see _own_gemm)
+    cdef bint own_wide = _own_wide(batch)  # once per epoch (see _own_gemm)
     for l in range(L):
         A[l] = p
         D[l] = p + batch * net.ld[l]

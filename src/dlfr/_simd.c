@@ -171,7 +171,7 @@ int dlfr_simd_select(int level)
 
 int dlfr_simd_level(void) { return level_in_use; }
 
-int dlfr_gemm_wide(void) { return level_in_use == DLFR_AVX512; }
+int dlfr_gemm_wide(void) { return level_in_use != DLFR_GENERIC; }
 
 const char *dlfr_simd_name(int level)
 {

@@ -489,7 +489,9 @@ static inline __attribute__((always_inline)) void FN(update_micro)(
     }
 /* AVX-512 float32 forward panels all go to the pair kernel below */
 #define PAIR_KERNEL (VBYTES == 64 && DLFR_X86_DISPATCH && DLFR_IS_F32)
-#if !PAIR_KERNEL
+/* narrower vectors forward by the in-order tiles below */
+#define INORDER_KERNEL (VBYTES > 0 && VBYTES < 64)
+#if !PAIR_KERNEL && !INORDER_KERNEL
 FORWARD_WRAPPER(8) FORWARD_WRAPPER(4) FORWARD_WRAPPER(2) FORWARD_WRAPPER(1)
 #endif
 UPDATE_WRAPPER(16) UPDATE_WRAPPER(8) UPDATE_WRAPPER(4) UPDATE_WRAPPER(1)
@@ -677,6 +679,7 @@ static void FN(gemm_wide)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, 
 #define WIDE_KERNEL 0
 #endif
 
+#if !INORDER_KERNEL
 /* C[:, :n] in panels of DLFR_PANEL columns (the narrow kernels); a last
  * panel of fewer columns reads whole panels of B and bias but writes only
  * its columns of C */
@@ -709,12 +712,180 @@ static void FN(gemm_panels)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A
         }
 }
 
+#endif /* !INORDER_KERNEL */
+
+#if INORDER_KERNEL
+/* SIMD levels narrower than AVX-512 (AVX2, the generic build's 16-byte
+ * vectors, NEON): every output is ONE sum taking its products in order, then
+ * the bias, on every tile and block below (batch-invariant, and the same
+ * arithmetic as the AVX-512 wide kernel's order). Tiles are R rows x V vectors
+ * of accumulators, sized from the registers the level has (ACC of VREGS);
+ * which tile a row or column falls in changes how many rows share a load of
+ * B, never the sum.
+ *   rows in whole blocks of IR: tiles of IR x IV vectors, with k cut in
+ *     blocks of IKC so a block of B stays in L1 while every row block of the
+ *     call walks it (a block's partial sums wait in C, in REAL, so the chain
+ *     continues exactly where it stopped);
+ *   the rest (fewer than IR rows: batch 1-5 on AVX2): wide tiles of up to 8
+ *     vectors a row, B streamed once, so a layer's weights are read once for
+ *     a handful of rows instead of once per row. */
+#ifndef VREGS
+#define VREGS (VBYTES == 64 ? 32 : 16)
+#endif
+/* accumulator registers a tile may hold, and vectors per row of a blocked tile */
+#if VBYTES == 16 && (defined(__x86_64__) || defined(__i386__))
+#define ACC 12 /* SSE2 has no FMA: each product needs a register of its own */
+#define IVMAX 4
+#elif VREGS >= 32
+#define ACC 24
+#define IVMAX 4
+#else
+#define ACC 12
+#define IVMAX 4
+#endif
+/* (in the preprocessor's terms: it sizes the tiles below, and sizeof is not one) */
+#define INV (DLFR_PANEL * (DLFR_IS_F32 ? 4 : 8) / VBYTES) /* = NV */
+#define IV (INV < IVMAX ? INV : IVMAX)
+#define IR (ACC / IV)                    /* rows per block */
+#define IKC ((ptrdiff_t)(16384 / (IV * VBYTES))) /* products per k block: B's block is 16 KB */
+/* vectors per row of a few-row tile of R rows: as many as the registers allow, up to 8 */
+#define FEWV(R) ((ACC / (R) < 8 ? ACC / (R) : 8) / IV * IV > 0 ? (ACC / (R) < 8 ? ACC / (R) : 8) / IV * IV : IV)
+
+/* C rows [0, R) x columns [0, V*VL) (only `cols` of them written when
+ * cols < V*VL) = bias + A rows @ B columns over k products. `first`: the
+ * sums start at 0, else from C's stored partial sums; `last`: add the bias
+ * and write the result, else store the partial sums (whole tiles only). */
+static inline __attribute__((always_inline)) void FN(tile)(
+    const int R, const int V, ptrdiff_t k, const REAL *A, ptrdiff_t lda, const REAL *B,
+    ptrdiff_t ldb, const REAL *bias, REAL *C, ptrdiff_t ldc, int cols, int first, int last)
+{
+    FN(vec) acc[R][8]; /* a constant bound (V is at most 8): a VLA would live in memory */
+    UNROLL for (int r = 0; r < R; r++)
+        UNROLL for (int v = 0; v < V; v++)
+            acc[r][v] = first ? (FN(vec)){0} : *(const FN(vec_u) *)(C + r * ldc + v * VL);
+    for (ptrdiff_t p = 0; p < k; p++) {
+        FN(vec) bv[8];
+        UNROLL for (int v = 0; v < V; v++) bv[v] = *(const FN(vec_u) *)(B + p * ldb + v * VL);
+        UNROLL for (int r = 0; r < R; r++) {
+            REAL x = A[r * lda + p];
+            UNROLL for (int v = 0; v < V; v++) acc[r][v] += x * bv[v];
+        }
+    }
+    UNROLL for (int r = 0; r < R; r++) {
+        REAL part[8 * VL]; /* a partial tile's row, before its first columns go out */
+        REAL *row = cols == V * VL ? C + r * ldc : part;
+        UNROLL for (int v = 0; v < V; v++) {
+            FN(vec) sum = acc[r][v];
+            if (last && bias) sum += *(const FN(vec_u) *)(bias + v * VL);
+            *(FN(vec_u) *)(row + v * VL) = sum;
+        }
+        if (row == part) memcpy(C + r * ldc, part, (size_t)cols * sizeof(REAL));
+    }
+}
+
+typedef void (*FN(tile_fn))(ptrdiff_t, const REAL *, ptrdiff_t, const REAL *, ptrdiff_t,
+                            const REAL *, REAL *, ptrdiff_t, int, int, int);
+#define TILE_WRAPPER(ROWS, VECS, NAME)                                                  \
+    static __attribute__((noinline)) void FN(NAME)(                                     \
+        ptrdiff_t k, const REAL *A, ptrdiff_t lda, const REAL *B, ptrdiff_t ldb,        \
+        const REAL *bias, REAL *C, ptrdiff_t ldc, int cols, int first, int last)        \
+    {                                                                                   \
+        FN(tile)(ROWS, VECS, k, A, lda, B, ldb, bias, C, ldc, cols, first, last);       \
+    }
+/* rows 1..IR (IR is at most 6 here): a blocked tile and a wide few-row tile each */
+TILE_WRAPPER(IR, IV, tile_block)
+TILE_WRAPPER(1, IV, tile_1) TILE_WRAPPER(1, FEWV(1), few_1)
+#if IR > 1
+TILE_WRAPPER(2, IV, tile_2) TILE_WRAPPER(2, FEWV(2), few_2)
+#endif
+#if IR > 2
+TILE_WRAPPER(3, IV, tile_3) TILE_WRAPPER(3, FEWV(3), few_3)
+#endif
+#if IR > 3
+TILE_WRAPPER(4, IV, tile_4) TILE_WRAPPER(4, FEWV(4), few_4)
+#endif
+#if IR > 4
+TILE_WRAPPER(5, IV, tile_5) TILE_WRAPPER(5, FEWV(5), few_5)
+#endif
+#undef TILE_WRAPPER
+
+/* Rows [0, rows) (rows < IR, or any count) with B streamed once: column
+ * tiles as wide as the registers allow for that many rows, then IV-vector
+ * tiles for the columns left; a tile never reads past B's padded width np. */
+static void FN(gemm_few)(ptrdiff_t rows, ptrdiff_t n, ptrdiff_t np, ptrdiff_t k, const REAL *A,
+                         ptrdiff_t lda, const REAL *B, ptrdiff_t ldb, const REAL *bias, REAL *C,
+                         ptrdiff_t ldc)
+{
+    static const struct { int rows, few_vecs; FN(tile_fn) few, narrow; } tiles[] = {
+        {1, FEWV(1), FN(few_1), FN(tile_1)},
+#if IR > 1
+        {2, FEWV(2), FN(few_2), FN(tile_2)},
+#endif
+#if IR > 2
+        {3, FEWV(3), FN(few_3), FN(tile_3)},
+#endif
+#if IR > 3
+        {4, FEWV(4), FN(few_4), FN(tile_4)},
+#endif
+#if IR > 4
+        {5, FEWV(5), FN(few_5), FN(tile_5)},
+#endif
+    };
+    const int n_tiles = (int)(sizeof tiles / sizeof tiles[0]);
+    ptrdiff_t i = 0;
+    while (i < rows) {
+        int t = (int)(rows - i < n_tiles ? rows - i : n_tiles) - 1;
+        const ptrdiff_t wide = tiles[t].few_vecs * VL, narrow = IV * VL;
+        ptrdiff_t j = 0;
+        for (; j + wide <= np; j += wide)
+            if (n - j > 0)
+                tiles[t].few(k, A + i * lda, lda, B + j, ldb, bias ? bias + j : NULL,
+                             C + i * ldc + j, ldc, (int)(n - j < wide ? n - j : wide), 1, 1);
+        for (; j < np; j += narrow)
+            if (n - j > 0)
+                tiles[t].narrow(k, A + i * lda, lda, B + j, ldb, bias ? bias + j : NULL,
+                                C + i * ldc + j, ldc, (int)(n - j < narrow ? n - j : narrow), 1, 1);
+        i += tiles[t].rows;
+    }
+}
+
+static void FN(gemm_inorder)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t lda,
+                             const REAL *B, ptrdiff_t ldb, const REAL *bias, REAL *C,
+                             ptrdiff_t ldc)
+{
+    const ptrdiff_t np = (n + DLFR_PANEL - 1) / DLFR_PANEL * DLFR_PANEL; /* B's padded width */
+    const ptrdiff_t tw = IV * VL, blocked = m - m % IR;
+    /* k blocks only over whole tiles: a partial one (the last of a layer
+     * written straight into its output) has no room in C for partial sums */
+    for (ptrdiff_t j = 0; j < np && blocked > 0; j += tw) {
+        if (n - j <= 0) continue;
+        int cols = (int)(n - j < tw ? n - j : tw);
+        ptrdiff_t kc = cols == tw ? IKC : k;
+        ptrdiff_t p = 0;
+        do {
+            ptrdiff_t kb = k - p < kc ? k - p : kc;
+            for (ptrdiff_t i = 0; i < blocked; i += IR)
+                FN(tile_block)(kb, A + i * lda + p, lda, B + p * ldb + j, ldb,
+                               bias ? bias + j : NULL, C + i * ldc + j, ldc, cols, p == 0,
+                               p + kb == k);
+            p += kb;
+        } while (p < k);
+    }
+    if (blocked < m)
+        FN(gemm_few)(m - blocked, n, np, k, A + blocked * lda, lda, B, ldb, bias,
+                     C + blocked * ldc, ldc);
+}
+#endif /* INORDER_KERNEL */
+
 void FN(gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t lda,
               const REAL *B, ptrdiff_t ldb, const REAL *bias, REAL *C, ptrdiff_t ldc)
 {
     /* the columns a wide block covers go to the wide kernel, the rest (and
      * everything on narrower vectors) to the panels: which kernel a column
      * gets depends on n alone, never on the batch */
+#if INORDER_KERNEL
+    FN(gemm_inorder)(m, n, k, A, lda, B, ldb, bias, C, ldc);
+#else
     ptrdiff_t wide = 0;
 #if WIDE_KERNEL
     wide = n - n % WIDE_COLS;
@@ -723,6 +894,7 @@ void FN(gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t ld
     if (wide < n)
         FN(gemm_panels)(m, n - wide, k, A, lda, B + wide, ldb, bias ? bias + wide : NULL,
                         C + wide, ldc);
+#endif
 }
 
 void FN(gemm_update)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t lda,
@@ -794,6 +966,14 @@ void FN(gemm_update)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdi
 #undef EXP_TERMS
 #undef LOOP_PREFETCH
 #undef PAIR_KERNEL
+#undef FEWV
+#undef IKC
+#undef IR
+#undef IV
+#undef IVMAX
+#undef INV
+#undef ACC
+#undef INORDER_KERNEL
 #undef WIDE_KERNEL
 #undef WR
 #undef WV
