@@ -30,11 +30,15 @@ from dlfr import peers
 NARROW = (784, 16, 10)
 WIDE = (784, 256, 128, 10)
 BATCHES = (1, 16, 256, 4096, 65536)
+#: Every network, batch, dtype and thread count, but the wide network at 65536
+#: rows in float32 only: in float64 one call of each entry takes 1-4 s (2 cores,
+#: measured), minutes per group.
 CASES = [(sizes, batch, dtype, threads)
          for sizes in (NARROW, WIDE)
          for dtype in ("float32", "float64")
          for batch in BATCHES
-         for threads in (1, 2)]
+         for threads in (1, 2)
+         if not (sizes == WIDE and batch == 65536 and dtype == "float64")]
 IMPLS = ("numpy", "dlfr", "onnxruntime", "torch", "sklearn")
 TOLERANCE = {"float32": 1e-5, "float64": 1e-12}
 #: Seconds each entry waits before it is timed. A thread pool keeps its
