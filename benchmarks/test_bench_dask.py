@@ -55,8 +55,12 @@ def net():
 
 
 @pytest.fixture(scope="module", params=WAYS)
-def run(request):
-    """compute(graph) the way the parameter names."""
+def run(request, simd):
+    """compute(graph) the way the parameter names.
+
+    Needs `simd` so a cluster is started anew for each SIMD level: its worker
+    processes read DLFR_SIMD, which conftest.py sets to the level, at import.
+    """
     way = request.param
     if way == "threads":
         yield way, lambda graph: dask.compute(graph, scheduler="threads", num_workers=2)[0]
@@ -68,9 +72,9 @@ def run(request):
         yield way, lambda graph: client.compute(graph).result(timeout=TIMEOUT)
 
 
-def test_generate_only(benchmark, run):
+def test_generate_only(benchmark, run, simd):
     way, compute = run
-    benchmark.group = GROUP
+    benchmark.group = f"{GROUP} simd={simd}"
     benchmark.name = f"generate only, {way}"
     X = make_X()
     # makes every chunk and returns its length: nothing else is computed
@@ -80,9 +84,9 @@ def test_generate_only(benchmark, run):
     assert count == N
 
 
-def test_predict(benchmark, run, net):
+def test_predict(benchmark, run, net, simd):
     way, compute = run
-    benchmark.group = GROUP
+    benchmark.group = f"{GROUP} simd={simd}"
     benchmark.name = f"generate + predict, {way}"
     X = make_X()
     graph = da.bincount(dlfr.dask.predict(net, X), minlength=N_CLASSES)

@@ -1,6 +1,7 @@
 """Kernel benchmarks: dlfr against the plain NumPy expression, one thread.
 
-One group per (kernel, shape, dtype). Each group holds the naive NumPy
+One group per (kernel, shape, dtype, SIMD level: see conftest.py's ``--simd``).
+Each group holds the naive NumPy
 expression (``plain_*`` in :mod:`dlfr._reference`), dlfr's kernel allocating
 its result, and dlfr's kernel writing into a preallocated ``out=`` (what a
 fast caller does), all measured in the same run. Every benchmark checks the
@@ -27,13 +28,16 @@ DTYPES = ["float32", "float64"]
 IMPLS = ["numpy", "dlfr", "dlfr out="]
 
 SIGMOID_SIZE = 10_000_000
-#: (batch, n_in, n_out): MNIST's 784 -> 16 layer over batch sizes, and a wide layer.
+#: (batch, n_in, n_out): MNIST's 784 -> 16 layer and a wide 784 -> 256 layer over batch sizes.
 DENSE_SHAPES = [
     (1, 784, 16),
     (16, 784, 16),
     (256, 784, 16),
     (4096, 784, 16),
     (65536, 784, 16),
+    (1, 784, 256),
+    (16, 784, 256),
+    (256, 784, 256),
     (4096, 784, 256),
 ]
 
@@ -90,11 +94,11 @@ def measure(benchmark, *, group, impl, function, args, out, expected, tol, **inf
 
 
 @pytest.mark.parametrize(("dtype", "impl"), cases(DTYPES, str))
-def test_sigmoid(benchmark, dtype, impl):
+def test_sigmoid(benchmark, dtype, impl, simd):
     z, expected = sigmoid_inputs(dtype)
     measure(
         benchmark,
-        group=f"sigmoid n=10M {dtype}",
+        group=f"sigmoid n=10M {dtype} simd={simd}",
         impl=impl,
         function=ref.plain_sigmoid if impl == "numpy" else kernels.sigmoid,
         args=(z,),
@@ -104,6 +108,7 @@ def test_sigmoid(benchmark, dtype, impl):
         kernel="sigmoid",
         size=z.size,
         dtype=dtype,
+        simd=simd,
     )
 
 
@@ -116,12 +121,12 @@ def dense_id(case) -> str:
 
 
 @pytest.mark.parametrize(("case", "impl"), cases(DENSE_CASES, dense_id))
-def test_dense_sigmoid(benchmark, case, impl):
+def test_dense_sigmoid(benchmark, case, impl, simd):
     (n, n_in, n_out), dtype = case
     X, W, b, expected = dense_inputs(n, n_in, n_out, dtype)
     measure(
         benchmark,
-        group=f"dense sigmoid {n_in}->{n_out} batch={n} {dtype}",
+        group=f"dense sigmoid {n_in}->{n_out} batch={n} {dtype} simd={simd}",
         impl=impl,
         function=ref.plain_dense_sigmoid if impl == "numpy" else kernels.dense,
         args=(X, W, b),
@@ -134,4 +139,5 @@ def test_dense_sigmoid(benchmark, case, impl):
         n_in=n_in,
         n_out=n_out,
         dtype=dtype,
+        simd=simd,
     )

@@ -60,13 +60,13 @@ def accuracy(outputs, y):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_numpy(benchmark, digits, dtype):
+def test_numpy(benchmark, digits, dtype, simd):
     X, y = digits
     X = X.astype(dtype)
     Y = dlfr.datasets.one_hot(y, 10, dtype=dtype)
     net = initial_network(dtype)
     start = ([layer.W.copy() for layer in net.layers], [layer.b.copy() for layer in net.layers])
-    benchmark.group = f"train epoch 784-16-10 batch={BATCH} {dtype}"
+    benchmark.group = f"train epoch 784-16-10 batch={BATCH} {dtype} simd={simd}"
     benchmark.extra_info.update(impl="numpy", threads=1)
     Ws, bs = benchmark.pedantic(
         lambda: numpy_epoch([w.copy() for w in start[0]], [b.copy() for b in start[1]], X, Y),
@@ -79,7 +79,7 @@ def test_numpy(benchmark, digits, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_dlfr(benchmark, digits, dtype):
+def test_dlfr(benchmark, digits, dtype, simd):
     X, y = digits
     X = X.astype(dtype)
     Y = dlfr.datasets.one_hot(y, 10, dtype=dtype)
@@ -94,7 +94,7 @@ def test_dlfr(benchmark, digits, dtype):
     def epoch(net):
         net.fit(X, y, epochs=1, batch_size=BATCH, learning_rate=LR, shuffle=False)
 
-    benchmark.group = f"train epoch 784-16-10 batch={BATCH} {dtype}"
+    benchmark.group = f"train epoch 784-16-10 batch={BATCH} {dtype} simd={simd}"
     benchmark.extra_info.update(impl="dlfr", threads=1)
     benchmark.pedantic(epoch, setup=fresh_network, rounds=20, iterations=1, warmup_rounds=1)
     net = trained[-1]
@@ -107,7 +107,7 @@ def test_dlfr(benchmark, digits, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_torch(benchmark, digits, dtype):
+def test_torch(benchmark, digits, dtype, simd):
     torch = pytest.importorskip("torch")
     X, y = digits
     tdtype = getattr(torch, dtype)
@@ -131,7 +131,7 @@ def test_torch(benchmark, digits, dtype):
             opt.step()
         return model
 
-    benchmark.group = f"train epoch 784-16-10 batch={BATCH} {dtype}"
+    benchmark.group = f"train epoch 784-16-10 batch={BATCH} {dtype} simd={simd}"
     benchmark.extra_info.update(impl="torch", threads=1)
     model = benchmark.pedantic(epoch, rounds=3, iterations=1, warmup_rounds=1)
     with torch.inference_mode():
@@ -139,7 +139,7 @@ def test_torch(benchmark, digits, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_sklearn(benchmark, digits, dtype):
+def test_sklearn(benchmark, digits, dtype, simd):
     pytest.importorskip("sklearn")
     import warnings
 
@@ -157,7 +157,7 @@ def test_sklearn(benchmark, digits, dtype):
             clf.partial_fit(X, y, classes=np.arange(10))
         return clf
 
-    benchmark.group = f"train epoch 784-16-10 batch={BATCH} {dtype}"
+    benchmark.group = f"train epoch 784-16-10 batch={BATCH} {dtype} simd={simd}"
     benchmark.extra_info.update(impl="sklearn", threads=1)
     clf = benchmark.pedantic(epoch, rounds=3, iterations=1, warmup_rounds=1)
     assert clf.score(X, y) > 0.8

@@ -316,6 +316,30 @@ def test_bench_table_and_json(tmp_path: Path) -> None:
     assert rows[(1, "numpy")]["vs_numpy"] == 1
 
 
+def test_bench_simd_generic(tmp_path: Path) -> None:
+    proc = run("bench", "--sizes", "6,5,3", "--batch", "4", "--repeat", "1",
+               "--min-time", "0.0005", "--threads", "1", "--peers", "none", "--simd", "generic",
+               "--json", "bench.json", cwd=tmp_path)
+    assert_ok(proc)
+    assert "SIMD level: generic;" in proc.stdout and "CPU: " in proc.stdout
+    result = json.loads((tmp_path / "bench.json").read_text())
+    assert result["simd"] == "generic" and result["cpu"]
+
+
+@pytest.mark.parametrize("level", ["sse9", "unavailable"])
+def test_bench_simd_refused(tmp_path: Path, level: str) -> None:
+    from dlfr import _cpu, _kernels
+
+    if level == "unavailable":
+        lacking = [name for name in _kernels.SIMD_LEVELS if name not in _cpu.simd_levels()]
+        if not lacking:
+            pytest.skip("this CPU runs every SIMD level")
+        level = lacking[0]
+    proc = run("bench", "--simd", level, "--peers", "none", "--json", "bench.json", cwd=tmp_path)
+    assert_error(proc, "--simd", repr(level))
+    assert not (tmp_path / "bench.json").exists()
+
+
 @pytest.mark.parametrize("peer", ["onnxruntime", "torch", "sklearn"])
 def test_bench_peer_agrees_with_dlfr(tmp_path: Path, peer: str) -> None:
     pytest.importorskip({"sklearn": "sklearn"}.get(peer, peer))

@@ -499,11 +499,18 @@ def _time_call(fn: Callable, X: np.ndarray, repeat: int, min_time: float) -> flo
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from . import _kernels
+    from . import _cpu, _kernels
     from .network import Network
 
     if args.json:
         _check_writable(args.json)
+    if args.simd is not None:
+        try:
+            _cpu.use_simd(args.simd)
+        except ValueError as exc:
+            raise CLIError(f"--simd: {exc}") from None
+    simd = _cpu.simd_in_use()
+    cpu = _cpu.cpu_model()
     threads = args.threads or _kernels.max_threads()
     net = Network(args.sizes, activation="sigmoid", dtype=args.dtype, seed=0)
     Ws = [np.ascontiguousarray(layer.W) for layer in net.layers]
@@ -525,6 +532,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     sizes_text = "-".join(map(str, args.sizes))
     print(f"dlfr bench: {sizes_text} sigmoid network, {args.dtype}, {threads} thread(s), "
           f"median of {args.repeat}")
+    print(f"SIMD level: {simd}; CPU: {cpu}")
     for name, reason in skipped.items():
         print(f"  skipped {name}: {reason}")
     print(f"{'batch':>6}  {'implementation':<12}  {'samples/s':>14}  {'time/call':>10}  "
@@ -564,6 +572,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         _write_json(args.json, {
             "dlfr_version": _version(), "sizes": args.sizes, "dtype": args.dtype,
             "threads": threads, "repeat": args.repeat, "machine": platform.machine(),
+            "cpu": cpu, "simd": simd,
             "python": platform.python_version(), "skipped": skipped, "results": results,
         })
         print(f"saved the results to {args.json}")
@@ -861,6 +870,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="each timing runs calls for at least this long (default 0.01)")
     p.add_argument("--peers", type=_peers, default=list(PEERS), metavar="LIST",
                    help=f"all (default), none, or some of {','.join(PEERS)}")
+    p.add_argument("--simd", metavar="LEVEL", default=None,
+                   help="SIMD level of dlfr's kernels for this run: auto (the best this CPU "
+                   "has) or a level name such as generic, avx2, avx512 (default: DLFR_SIMD's "
+                   "choice, else auto)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.set_defaults(func=_cmd_bench)
 
