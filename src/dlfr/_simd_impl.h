@@ -11,6 +11,11 @@
 #define CAT3(a, b, c) CAT3_(a, b, c)
 #define FN(name) CAT3(name, S, T)
 
+/* this level's kernels, name_S_T, declared from the one list in _simd.h */
+#define PROTOTYPE(REAL_, S_, RET, NAME, PARAMS, ARGS) RET FN(NAME) PARAMS;
+DLFR_KERNELS(PROTOTYPE, REAL, S)
+#undef PROTOTYPE
+
 #if defined(_OPENMP) || defined(DLFR_OMP_SIMD)
 #define SIMD_LOOP _Pragma("omp simd")
 #else
