@@ -68,7 +68,9 @@ cdef Py_ssize_t ELEMENT_CHUNK = 1 << 15
 
 
 def select_simd(int level):
-    """Use at most this SIMD level (0 generic, 1 AVX2, 2 AVX-512); returns the level in use.
+    """Use at most this SIMD level (SIMD_LEVELS: 0 generic, 1 AVX2, 2 AVX-512, 3 NEON);
+    returns the level in use: the best this CPU has that is not above ``level``
+    in its own architecture's family (another architecture's level: generic).
 
     For tests and DLFR_SIMD at import: the kernel table it swaps is read by
     every running call, so not while another thread is inside dlfr.
@@ -437,14 +439,18 @@ cdef inline void _dense_any(int typenum, void *X, void *W, void *b, void *out, P
 
 # ---- CPU dispatch: the best SIMD level, unless DLFR_SIMD asks for less ----
 
-SIMD_LEVELS = {"generic": 0, "avx2": 1, "avx512": 2}
+# enum dlfr_simd_level. Families: x86-64 generic < avx2 < avx512, aarch64
+# generic < neon. DLFR_SIMD=<level> runs the best level the CPU has that is not
+# above it in its own family; a level of the other architecture runs generic.
+SIMD_LEVELS = {"generic": DLFR_GENERIC, "avx2": DLFR_AVX2, "avx512": DLFR_AVX512,
+               "neon": DLFR_NEON}
 
 
 def _select_simd_from_environment():
     import os
     requested = os.environ.get("DLFR_SIMD", "").strip().lower()
     if requested in ("", "auto", "best"):
-        return dlfr_simd_select(2)
+        return dlfr_simd_select(dlfr_simd_supported())
     if requested not in SIMD_LEVELS:
         raise ValueError(
             f"DLFR_SIMD must be one of 'auto', {', '.join(map(repr, SIMD_LEVELS))}; "

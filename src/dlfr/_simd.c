@@ -16,6 +16,14 @@
 #if DLFR_X86_DISPATCH
 #include <immintrin.h>
 #endif
+/* aarch64 with GCC or Clang: a NEON level besides generic (ASIMD is
+ * mandatory in ARMv8-A, so every aarch64 CPU has it; no flags needed) */
+#if (defined(__aarch64__) || defined(__arm64__)) && (defined(__GNUC__) || defined(__clang__))
+#define DLFR_ARM_DISPATCH 1
+#include <arm_neon.h>
+#else
+#define DLFR_ARM_DISPATCH 0
+#endif
 
 #if defined(__GNUC__) || defined(__clang__)
 #define DLFR_VBYTES_GENERIC 16
@@ -131,6 +139,11 @@ static const struct dlfr_table table_avx2 = TABLE_ROW;
 static const struct dlfr_table table_avx512 = TABLE_ROW;
 #undef TABLE_LEVEL
 #endif
+#if DLFR_ARM_DISPATCH
+#define TABLE_LEVEL neon
+static const struct dlfr_table table_neon = TABLE_ROW;
+#undef TABLE_LEVEL
+#endif
 
 static const struct dlfr_table *table = &table_generic;
 static int level_in_use = DLFR_GENERIC;
@@ -144,17 +157,35 @@ int dlfr_simd_supported(void)
         return DLFR_AVX512;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         return DLFR_AVX2;
+#elif DLFR_ARM_DISPATCH
+    return DLFR_NEON; /* ASIMD: every ARMv8-A CPU */
 #endif
     return DLFR_GENERIC;
+}
+
+/* A level's architecture (0: generic, in every family) and rank in it. */
+static int simd_family(int level)
+{
+    return level == DLFR_AVX2 || level == DLFR_AVX512 ? 1 : level == DLFR_NEON ? 2 : 0;
+}
+static int simd_rank(int level)
+{
+    return level == DLFR_AVX512 ? 2 : level == DLFR_AVX2 || level == DLFR_NEON ? 1 : 0;
 }
 
 int dlfr_simd_select(int level)
 {
     int best = dlfr_simd_supported();
-    if (level > best) level = best;
-    if (level < DLFR_GENERIC) level = DLFR_GENERIC;
+    if (level > DLFR_SIMD_LAST)
+        level = best;
+    else if (level < DLFR_GENERIC || simd_family(level) != simd_family(best))
+        level = DLFR_GENERIC; /* generic, a CPU without the family's levels, another family */
+    else if (simd_rank(level) > simd_rank(best))
+        level = best;
 #if DLFR_X86_DISPATCH
     table = level == DLFR_AVX512 ? &table_avx512 : level == DLFR_AVX2 ? &table_avx2 : &table_generic;
+#elif DLFR_ARM_DISPATCH
+    table = level == DLFR_NEON ? &table_neon : &table_generic;
 #else
     table = &table_generic;
 #endif
@@ -171,6 +202,7 @@ const char *dlfr_simd_name(int level)
     switch (level) {
     case DLFR_AVX512: return "avx512";
     case DLFR_AVX2: return "avx2";
+    case DLFR_NEON: return "neon";
     default: return "generic";
     }
 }

@@ -1,7 +1,8 @@
 /* dlfr's C kernels: vectorised activations and the register-blocked GEMM.
  *
- * Every function here exists in one generic build and, on x86-64 with GCC or
- * Clang, in AVX2 and AVX-512 builds of the same source (_simd_impl.h). The
+ * Every function here exists in one generic build and, with GCC or Clang, in
+ * AVX2 and AVX-512 builds of the same source on x86-64 (_simd_impl.h) or a
+ * NEON build on aarch64 (ASIMD is part of ARMv8-A, so no CPU check). The
  * entry points below call through a table that dlfr_simd_select() fills once,
  * from what the CPU supports (or a lower level the caller asks for), so one
  * portable wheel still uses the wide vector units where they exist.
@@ -43,11 +44,18 @@ struct dlfr_prefetch {
     ptrdiff_t rows, row_bytes;
 };
 
-enum dlfr_simd_level { DLFR_GENERIC = 0, DLFR_AVX2 = 1, DLFR_AVX512 = 2 };
+/* The levels form a family per architecture, ranked: x86-64 generic < avx2 <
+ * avx512, aarch64 generic < neon (generic belongs to every family). */
+enum dlfr_simd_level { DLFR_GENERIC = 0, DLFR_AVX2 = 1, DLFR_AVX512 = 2, DLFR_NEON = 3 };
+#define DLFR_SIMD_LAST DLFR_NEON
 
 /* Highest level this build and this CPU support. */
 int dlfr_simd_supported(void);
-/* Select min(level, supported); returns the level now in use. */
+/* Select the best level this build and CPU support that is not above `level`
+ * in level's own family: min(level, supported) within a family; a level of
+ * another architecture's family (avx2 on aarch64, neon on x86-64) gives
+ * generic, the only level common to both; a negative level gives generic and
+ * one above DLFR_SIMD_LAST the best supported. Returns the level now in use. */
 int dlfr_simd_select(int level);
 int dlfr_simd_level(void);
 const char *dlfr_simd_name(int level);

@@ -21,6 +21,11 @@ cdef extern from "_simd.h" nogil:
     enum:
         DLFR_MSE
         DLFR_CROSS_ENTROPY
+    enum:
+        DLFR_GENERIC
+        DLFR_AVX2
+        DLFR_AVX512
+        DLFR_NEON
     struct dlfr_prefetch:
         const char *base
         const int64_t *index
