@@ -106,8 +106,8 @@ extension = Extension(
     include_dirs=["src/dlfr", numpy.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
                    ("NPY_TARGET_VERSION", "NPY_1_23_API_VERSION")],
-    depends=["src/dlfr/_simd.h", "src/dlfr/_simd_impl.h", "src/dlfr/_simd_levels.h",
-             "src/dlfr/_omp.h"],
+    depends=["src/dlfr/_simd.pxd", "src/dlfr/_simd.h", "src/dlfr/_simd_impl.h",
+             "src/dlfr/_simd_levels.h", "src/dlfr/_omp.h"],
 )
 
 setup(

@@ -1,8 +1,9 @@
 """Run-time CPU dispatch: ``DLFR_SIMD`` picks the kernels, and every level agrees.
 
 A wheel is built with portable flags; the C kernels exist in a generic build
-and in AVX2 and AVX-512 builds chosen at import from what the CPU has, or a
-lower level named by the environment variable ``DLFR_SIMD``. The choice is
+and in AVX2 and AVX-512 builds (x86-64) or a NEON build (aarch64) chosen at
+import from what the CPU has, or a lower level named by the environment
+variable ``DLFR_SIMD``. The choice is
 made once, at import, so each level runs in a subprocess of its own, which
 saves its outputs for the comparison here.
 
@@ -29,7 +30,12 @@ import pytest
 import dlfr
 from dlfr import _kernels
 
-LEVELS = ["generic", "avx2", "avx512"]
+LEVELS = ["generic", "avx2", "avx512", "neon"]
+#: Each architecture's levels, lowest first; generic is in every family. A
+#: request runs the best level the CPU has that is not above it in its own
+#: family, and a level of another family (neon on x86-64, avx2 on aarch64)
+#: runs generic.
+FAMILIES = [["generic", "avx2", "avx512"], ["generic", "neon"]]
 
 #: Agreement between SIMD levels. The exp polynomial is the same at every
 #: level, but the AVX builds contract a*b+c into FMAs and the GEMM sums in a
@@ -116,7 +122,44 @@ def outputs(tmp_path_factory) -> dict[str, dict[str, np.ndarray]]:
 def _expected_level(requested: str, supported: str) -> str:
     if requested == "auto":
         return supported
-    return LEVELS[min(LEVELS.index(requested), LEVELS.index(supported))]
+    for family in FAMILIES:
+        if requested in family and supported in family:
+            return family[min(family.index(requested), family.index(supported))]
+    return "generic"
+
+
+@pytest.mark.parametrize(("requested", "supported", "expected"), [
+    ("avx512", "avx2", "avx2"), ("avx2", "avx512", "avx2"), ("avx2", "generic", "generic"),
+    ("neon", "avx512", "generic"), ("neon", "avx2", "generic"), ("neon", "neon", "neon"),
+    ("avx2", "neon", "generic"), ("avx512", "neon", "generic"), ("generic", "neon", "generic"),
+    ("auto", "neon", "neon"), ("auto", "avx2", "avx2")])
+def test_the_selection_rule(requested, supported, expected):
+    assert _expected_level(requested, supported) == expected
+
+
+def test_select_simd_follows_the_rule():
+    """Every level asked of the C dispatch directly, in this process (put back after)."""
+    supported = _kernels.build_info()["simd_supported"]
+    in_use = _kernels.build_info()["simd_in_use"]
+    names = {v: k for k, v in _kernels.SIMD_LEVELS.items()}
+    try:
+        for name, level in _kernels.SIMD_LEVELS.items():
+            got = names[_kernels.select_simd(level)]
+            assert got == _expected_level(name, supported), name
+            assert _kernels.build_info()["simd_in_use"] == got
+        assert names[_kernels.select_simd(-1)] == "generic"
+        assert names[_kernels.select_simd(1000)] == supported
+    finally:
+        _kernels.select_simd(_kernels.SIMD_LEVELS[in_use])
+    assert _kernels.build_info()["simd_in_use"] == in_use
+
+
+def _require_level(outputs, simd: str) -> None:
+    """Skip, saying so, when this CPU lacks the level (it ran generic instead)."""
+    in_use = str(outputs[simd]["simd_in_use"])
+    if simd != "auto" and in_use != simd:
+        pytest.skip(f"DLFR_SIMD={simd}: this CPU/build has up to "
+                    f"{outputs[simd]['simd_supported']}, so {in_use} ran (nothing to compare)")
 
 
 @pytest.mark.parametrize("simd", [*LEVELS, "auto"])
@@ -148,9 +191,10 @@ def test_invalid_value_fails_import_and_names_the_variable(tmp_path, value):
     assert "DLFR_SIMD" in proc.stderr
     assert repr(value.lower()) in proc.stderr
     assert "'generic'" in proc.stderr
+    assert "'neon'" in proc.stderr
 
 
-@pytest.mark.parametrize("spelling", ["", "auto", " AVX2 ", "Generic"])
+@pytest.mark.parametrize("spelling", ["", "auto", " AVX2 ", "Generic", "NEON", "avx512"])
 def test_spellings(tmp_path, spelling):
     code = "import dlfr; print(dlfr.show_config(mode='dicts')['simd_in_use'])"
     proc = _run(spelling, "-c", code, cwd=tmp_path)
@@ -160,10 +204,11 @@ def test_spellings(tmp_path, spelling):
     assert proc.stdout.strip() == _expected_level(requested, supported)
 
 
-@pytest.mark.parametrize("simd", ["avx2", "avx512", "auto"])
+@pytest.mark.parametrize("simd", [*LEVELS[1:], "auto"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("what", list(TOL))
 def test_levels_agree_with_generic(outputs, simd, dtype, what):
+    _require_level(outputs, simd)
     key = f"{what}/{dtype}"
     generic, other = outputs["generic"][key], outputs[simd][key]
     assert generic.dtype == other.dtype == np.dtype(dtype)

@@ -24,6 +24,9 @@ from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
+# the C kernels' declarations (_simd.h): enums, dispatch, dlfr_<kernel>_f32/f64
+from ._simd cimport *
+
 
 cdef extern from "_omp.h" nogil:
     int omp_get_max_threads()
@@ -31,71 +34,6 @@ cdef extern from "_omp.h" nogil:
     int DLFR_HAVE_OPENMP
     const char *dlfr_build_compiler
     const char *dlfr_build_flags
-
-
-cdef extern from "_simd.h" nogil:
-    int DLFR_PANEL
-    int DLFR_CACHE_LINE
-    enum:
-        DLFR_IDENTITY
-        DLFR_SIGMOID
-        DLFR_TANH
-        DLFR_RELU
-        DLFR_STEP
-        DLFR_SOFTMAX
-    enum:
-        DLFR_MSE
-        DLFR_CROSS_ENTROPY
-    struct dlfr_prefetch:
-        const char *base
-        const int64_t *index
-        Py_ssize_t rows, row_bytes
-    void *dlfr_aligned_alloc(size_t nbytes)
-    void dlfr_aligned_free(void *p)
-    int dlfr_simd_supported()
-    int dlfr_simd_select(int level)
-    int dlfr_simd_level()
-    const char *dlfr_simd_name(int level)
-    int dlfr_gemm_wide()
-
-    void dlfr_sigmoid_f32(const float *z, float *out, Py_ssize_t n)
-    void dlfr_sigmoid_f64(const double *z, double *out, Py_ssize_t n)
-    void dlfr_sigmoid_prime_f32(const float *z, float *out, Py_ssize_t n)
-    void dlfr_sigmoid_prime_f64(const double *z, double *out, Py_ssize_t n)
-    void dlfr_sigmoid_backward_f32(const float *g, const float *a, float *out, Py_ssize_t n)
-    void dlfr_sigmoid_backward_f64(const double *g, const double *a, double *out, Py_ssize_t n)
-    void dlfr_activate_f32(const float *z, float *out, Py_ssize_t n, int act)
-    void dlfr_activate_f64(const double *z, double *out, Py_ssize_t n, int act)
-    void dlfr_bias_act_f32(float *Y, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t ldy,
-                           const float *b, int act)
-    void dlfr_bias_act_f64(double *Y, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t ldy,
-                           const double *b, int act)
-    void dlfr_gemm_f32(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float *A,
-                       Py_ssize_t lda, const float *B, Py_ssize_t ldb, const float *bias,
-                       float *C, Py_ssize_t ldc)
-    void dlfr_gemm_f64(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double *A,
-                       Py_ssize_t lda, const double *B, Py_ssize_t ldb, const double *bias,
-                       double *C, Py_ssize_t ldc)
-    void dlfr_gemm_update_f32(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float *A,
-                              Py_ssize_t lda, const float *B, Py_ssize_t ldb, float *C,
-                              Py_ssize_t ldc, float alpha, const dlfr_prefetch *ahead)
-    void dlfr_gemm_update_f64(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double *A,
-                              Py_ssize_t lda, const double *B, Py_ssize_t ldb, double *C,
-                              Py_ssize_t ldc, double alpha, const dlfr_prefetch *ahead)
-    void dlfr_act_backward_f32(float *delta, const float *a, Py_ssize_t rows,
-                               Py_ssize_t cols, Py_ssize_t ld, int act)
-    void dlfr_act_backward_f64(double *delta, const double *a, Py_ssize_t rows,
-                               Py_ssize_t cols, Py_ssize_t ld, int act)
-    double dlfr_output_delta_f32(const float *A, const float *Y, float *D, Py_ssize_t rows,
-                                 Py_ssize_t n_out, Py_ssize_t ld, int act, int loss,
-                                 Py_ssize_t *hits)
-    double dlfr_output_delta_f64(const double *A, const double *Y, double *D, Py_ssize_t rows,
-                                 Py_ssize_t n_out, Py_ssize_t ld, int act, int loss,
-                                 Py_ssize_t *hits)
-    void dlfr_bias_update_f32(float *b, const float *D, Py_ssize_t rows, Py_ssize_t cols,
-                              Py_ssize_t ld, float alpha)
-    void dlfr_bias_update_f64(double *b, const double *D, Py_ssize_t rows, Py_ssize_t cols,
-                              Py_ssize_t ld, double alpha)
 
 
 # Activation codes shared with the C kernels (enum dlfr_activation).
@@ -136,7 +74,9 @@ cdef Py_ssize_t ELEMENT_CHUNK = 1 << 15
 
 
 def select_simd(int level):
-    """Use at most this SIMD level (0 generic, 1 AVX2, 2 AVX-512); returns the level in use.
+    """Use at most this SIMD level (SIMD_LEVELS: 0 generic, 1 AVX2, 2 AVX-512, 3 NEON);
+    returns the level in use: the best this CPU has that is not above ``level``
+    in its own architecture's family (another architecture's level: generic).
 
     For tests and DLFR_SIMD at import: the kernel table it swaps is read by
     every running call, so not while another thread is inside dlfr.
@@ -514,14 +454,18 @@ cdef inline void _dense_any(int typenum, void *X, void *W, void *b, void *out, P
 
 # ---- CPU dispatch: the best SIMD level, unless DLFR_SIMD asks for less ----
 
-SIMD_LEVELS = {"generic": 0, "avx2": 1, "avx512": 2}
+# enum dlfr_simd_level. Families: x86-64 generic < avx2 < avx512, aarch64
+# generic < neon. DLFR_SIMD=<level> runs the best level the CPU has that is not
+# above it in its own family; a level of the other architecture runs generic.
+SIMD_LEVELS = {"generic": DLFR_GENERIC, "avx2": DLFR_AVX2, "avx512": DLFR_AVX512,
+               "neon": DLFR_NEON}
 
 
 def _select_simd_from_environment():
     import os
     requested = os.environ.get("DLFR_SIMD", "").strip().lower()
     if requested in ("", "auto", "best"):
-        return dlfr_simd_select(2)
+        return dlfr_simd_select(dlfr_simd_supported())
     if requested not in SIMD_LEVELS:
         raise ValueError(
             f"DLFR_SIMD must be one of 'auto', {', '.join(map(repr, SIMD_LEVELS))}; "

@@ -16,6 +16,14 @@
 #if DLFR_X86_DISPATCH
 #include <immintrin.h>
 #endif
+/* aarch64 with GCC or Clang: a NEON level besides generic (ASIMD is
+ * mandatory in ARMv8-A, so every aarch64 CPU has it; no flags needed) */
+#if (defined(__aarch64__) || defined(__arm64__)) && (defined(__GNUC__) || defined(__clang__))
+#define DLFR_ARM_DISPATCH 1
+#include <arm_neon.h>
+#else
+#define DLFR_ARM_DISPATCH 0
+#endif
 
 #if defined(__GNUC__) || defined(__clang__)
 #define DLFR_VBYTES_GENERIC 16
@@ -107,36 +115,34 @@ static void prefetch_next(const struct dlfr_prefetch *ahead, struct prefetch_cur
 
 /* ---- dispatch ---- */
 
-#define TABLE_FIELDS(REAL, S)                                                     \
-    void (*sigmoid_##S)(const REAL *, REAL *, ptrdiff_t);                         \
-    void (*sigmoid_prime_##S)(const REAL *, REAL *, ptrdiff_t);                   \
-    void (*sigmoid_backward_##S)(const REAL *, const REAL *, REAL *, ptrdiff_t);  \
-    void (*activate_##S)(const REAL *, REAL *, ptrdiff_t, int);                   \
-    void (*bias_act_##S)(REAL *, ptrdiff_t, ptrdiff_t, ptrdiff_t, const REAL *, int); \
-    void (*gemm_##S)(ptrdiff_t, ptrdiff_t, ptrdiff_t, const REAL *, ptrdiff_t,    \
-                     const REAL *, ptrdiff_t, const REAL *, REAL *, ptrdiff_t);    \
-    void (*gemm_update_##S)(ptrdiff_t, ptrdiff_t, ptrdiff_t, const REAL *,        \
-                            ptrdiff_t, const REAL *, ptrdiff_t, REAL *, ptrdiff_t, \
-                            REAL, const struct dlfr_prefetch *);                  \
-    void (*act_backward_##S)(REAL *, const REAL *, ptrdiff_t, ptrdiff_t, ptrdiff_t, int);  \
-    double (*output_delta_##S)(const REAL *, const REAL *, REAL *, ptrdiff_t, ptrdiff_t,  \
-                               ptrdiff_t, int, int, ptrdiff_t *);                    \
-    void (*bias_update_##S)(REAL *, const REAL *, ptrdiff_t, ptrdiff_t, ptrdiff_t, REAL);
-
+/* The table: a pointer per kernel and dtype, in DLFR_KERNELS's order; a
+ * level's row holds its name_S_T functions (TABLE_LEVEL = T). */
+#define TABLE_FIELD(REAL, S, RET, NAME, PARAMS, ARGS) RET(*NAME##_##S) PARAMS;
 struct dlfr_table {
-    TABLE_FIELDS(float, f32)
-    TABLE_FIELDS(double, f64)
+    DLFR_KERNELS(TABLE_FIELD, float, f32)
+    DLFR_KERNELS(TABLE_FIELD, double, f64)
 };
 
-#define TABLE_ROW(S, T)                                                           \
-    sigmoid_##S##_##T, sigmoid_prime_##S##_##T, sigmoid_backward_##S##_##T,       \
-        activate_##S##_##T, bias_act_##S##_##T, gemm_##S##_##T, gemm_update_##S##_##T, \
-        act_backward_##S##_##T, output_delta_##S##_##T, bias_update_##S##_##T
+#define TABLE_CAT3_(a, b, c) a##_##b##_##c
+#define TABLE_CAT3(a, b, c) TABLE_CAT3_(a, b, c)
+#define TABLE_ENTRY(REAL, S, RET, NAME, PARAMS, ARGS) .NAME##_##S = TABLE_CAT3(NAME, S, TABLE_LEVEL),
+#define TABLE_ROW {DLFR_KERNELS(TABLE_ENTRY, float, f32) DLFR_KERNELS(TABLE_ENTRY, double, f64)}
 
-static const struct dlfr_table table_generic = {TABLE_ROW(f32, generic), TABLE_ROW(f64, generic)};
+#define TABLE_LEVEL generic
+static const struct dlfr_table table_generic = TABLE_ROW;
+#undef TABLE_LEVEL
 #if DLFR_X86_DISPATCH
-static const struct dlfr_table table_avx2 = {TABLE_ROW(f32, avx2), TABLE_ROW(f64, avx2)};
-static const struct dlfr_table table_avx512 = {TABLE_ROW(f32, avx512), TABLE_ROW(f64, avx512)};
+#define TABLE_LEVEL avx2
+static const struct dlfr_table table_avx2 = TABLE_ROW;
+#undef TABLE_LEVEL
+#define TABLE_LEVEL avx512
+static const struct dlfr_table table_avx512 = TABLE_ROW;
+#undef TABLE_LEVEL
+#endif
+#if DLFR_ARM_DISPATCH
+#define TABLE_LEVEL neon
+static const struct dlfr_table table_neon = TABLE_ROW;
+#undef TABLE_LEVEL
 #endif
 
 static const struct dlfr_table *table = &table_generic;
@@ -151,17 +157,35 @@ int dlfr_simd_supported(void)
         return DLFR_AVX512;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         return DLFR_AVX2;
+#elif DLFR_ARM_DISPATCH
+    return DLFR_NEON; /* ASIMD: every ARMv8-A CPU */
 #endif
     return DLFR_GENERIC;
+}
+
+/* A level's architecture (0: generic, in every family) and rank in it. */
+static int simd_family(int level)
+{
+    return level == DLFR_AVX2 || level == DLFR_AVX512 ? 1 : level == DLFR_NEON ? 2 : 0;
+}
+static int simd_rank(int level)
+{
+    return level == DLFR_AVX512 ? 2 : level == DLFR_AVX2 || level == DLFR_NEON ? 1 : 0;
 }
 
 int dlfr_simd_select(int level)
 {
     int best = dlfr_simd_supported();
-    if (level > best) level = best;
-    if (level < DLFR_GENERIC) level = DLFR_GENERIC;
+    if (level > DLFR_SIMD_LAST)
+        level = best;
+    else if (level < DLFR_GENERIC || simd_family(level) != simd_family(best))
+        level = DLFR_GENERIC; /* generic, a CPU without the family's levels, another family */
+    else if (simd_rank(level) > simd_rank(best))
+        level = best;
 #if DLFR_X86_DISPATCH
     table = level == DLFR_AVX512 ? &table_avx512 : level == DLFR_AVX2 ? &table_avx2 : &table_generic;
+#elif DLFR_ARM_DISPATCH
+    table = level == DLFR_NEON ? &table_neon : &table_generic;
 #else
     table = &table_generic;
 #endif
@@ -178,43 +202,16 @@ const char *dlfr_simd_name(int level)
     switch (level) {
     case DLFR_AVX512: return "avx512";
     case DLFR_AVX2: return "avx2";
+    case DLFR_NEON: return "neon";
     default: return "generic";
     }
 }
 
 /* ---- entry points ---- */
 
-#define ENTRY_POINTS(REAL, S)                                                       \
-    void dlfr_sigmoid_##S(const REAL *z, REAL *out, ptrdiff_t n)                    \
-    { table->sigmoid_##S(z, out, n); }                                              \
-    void dlfr_sigmoid_prime_##S(const REAL *z, REAL *out, ptrdiff_t n)              \
-    { table->sigmoid_prime_##S(z, out, n); }                                        \
-    void dlfr_sigmoid_backward_##S(const REAL *g, const REAL *a, REAL *out, ptrdiff_t n) \
-    { table->sigmoid_backward_##S(g, a, out, n); }                                  \
-    void dlfr_activate_##S(const REAL *z, REAL *out, ptrdiff_t n, int act)          \
-    { table->activate_##S(z, out, n, act); }                                        \
-    void dlfr_bias_act_##S(REAL *Y, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t ldy,  \
-                           const REAL *b, int act)                                  \
-    { table->bias_act_##S(Y, rows, cols, ldy, b, act); }                            \
-    void dlfr_gemm_##S(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A,        \
-                       ptrdiff_t lda, const REAL *B, ptrdiff_t ldb, const REAL *bias, \
-                       REAL *C, ptrdiff_t ldc)                                      \
-    { table->gemm_##S(m, n, k, A, lda, B, ldb, bias, C, ldc); }                     \
-    void dlfr_gemm_update_##S(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, \
-                              ptrdiff_t lda, const REAL *B, ptrdiff_t ldb, REAL *C, \
-                              ptrdiff_t ldc, REAL alpha,                            \
-                              const struct dlfr_prefetch *ahead)                    \
-    { table->gemm_update_##S(m, n, k, A, lda, B, ldb, C, ldc, alpha, ahead); }      \
-    void dlfr_act_backward_##S(REAL *delta, const REAL *a, ptrdiff_t rows,          \
-                               ptrdiff_t cols, ptrdiff_t ld, int act)               \
-    { table->act_backward_##S(delta, a, rows, cols, ld, act); }                \
-    double dlfr_output_delta_##S(const REAL *A, const REAL *Y, REAL *D,             \
-                                 ptrdiff_t rows, ptrdiff_t n_out, ptrdiff_t ld,     \
-                                 int act, int loss, ptrdiff_t *hits)                \
-    { return table->output_delta_##S(A, Y, D, rows, n_out, ld, act, loss, hits); }  \
-    void dlfr_bias_update_##S(REAL *b, const REAL *D, ptrdiff_t rows, ptrdiff_t cols, \
-                              ptrdiff_t ld, REAL alpha)                             \
-    { table->bias_update_##S(b, D, rows, cols, ld, alpha); }
+/* dlfr_<name>_<S>: a call through the table */
+#define ENTRY_POINT(REAL, S, RET, NAME, PARAMS, ARGS)                              \
+    RET dlfr_##NAME##_##S PARAMS { DLFR_RETURN_##RET table->NAME##_##S ARGS; }
 
-ENTRY_POINTS(float, f32)
-ENTRY_POINTS(double, f64)
+DLFR_KERNELS(ENTRY_POINT, float, f32)
+DLFR_KERNELS(ENTRY_POINT, double, f64)

@@ -1,7 +1,8 @@
 /* dlfr's C kernels: vectorised activations and the register-blocked GEMM.
  *
- * Every function here exists in one generic build and, on x86-64 with GCC or
- * Clang, in AVX2 and AVX-512 builds of the same source (_simd_impl.h). The
+ * Every function here exists in one generic build and, with GCC or Clang, in
+ * AVX2 and AVX-512 builds of the same source on x86-64 (_simd_impl.h) or a
+ * NEON build on aarch64 (ASIMD is part of ARMv8-A, so no CPU check). The
  * entry points below call through a table that dlfr_simd_select() fills once,
  * from what the CPU supports (or a lower level the caller asks for), so one
  * portable wheel still uses the wide vector units where they exist.
@@ -43,11 +44,18 @@ struct dlfr_prefetch {
     ptrdiff_t rows, row_bytes;
 };
 
-enum dlfr_simd_level { DLFR_GENERIC = 0, DLFR_AVX2 = 1, DLFR_AVX512 = 2 };
+/* The levels form a family per architecture, ranked: x86-64 generic < avx2 <
+ * avx512, aarch64 generic < neon (generic belongs to every family). */
+enum dlfr_simd_level { DLFR_GENERIC = 0, DLFR_AVX2 = 1, DLFR_AVX512 = 2, DLFR_NEON = 3 };
+#define DLFR_SIMD_LAST DLFR_NEON
 
 /* Highest level this build and this CPU support. */
 int dlfr_simd_supported(void);
-/* Select min(level, supported); returns the level now in use. */
+/* Select the best level this build and CPU support that is not above `level`
+ * in level's own family: min(level, supported) within a family; a level of
+ * another architecture's family (avx2 on aarch64, neon on x86-64) gives
+ * generic, the only level common to both; a negative level gives generic and
+ * one above DLFR_SIMD_LAST the best supported. Returns the level now in use. */
 int dlfr_simd_select(int level);
 int dlfr_simd_level(void);
 const char *dlfr_simd_name(int level);
@@ -62,44 +70,67 @@ int dlfr_gemm_wide(void);
 void *dlfr_aligned_alloc(size_t bytes);
 void dlfr_aligned_free(void *p);
 
-#define DLFR_DECLARE(REAL, S)                                                      \
-    void dlfr_sigmoid_##S(const REAL *z, REAL *out, ptrdiff_t n);                  \
-    void dlfr_sigmoid_prime_##S(const REAL *z, REAL *out, ptrdiff_t n);            \
-    void dlfr_sigmoid_backward_##S(const REAL *grad, const REAL *a, REAL *out,     \
-                                   ptrdiff_t n);                                   \
-    void dlfr_activate_##S(const REAL *z, REAL *out, ptrdiff_t n, int act);        \
+/* The kernel interface, written once: DLFR_KERNELS(X, REAL, S) calls
+ *     X(REAL, S, return type, name, (parameter list), (argument list))
+ * for every kernel, and everything per kernel expands from it: the entry
+ * points dlfr_<name>_<S> declared below, each level's prototypes
+ * (_simd_impl.h, so a definition that disagrees fails to compile), the
+ * dispatch table's fields, its rows and the entry points' bodies (_simd.c).
+ * A new kernel is one line here, its definition in _simd_impl.h and its
+ * declarations in _simd.pxd (Cython cannot read this macro). The return type
+ * is one token with a DLFR_RETURN_<type> below (void, double). */
+#define DLFR_KERNELS(X, REAL, S)                                                   \
+    X(REAL, S, void, sigmoid, (const REAL *z, REAL *out, ptrdiff_t n), (z, out, n)) \
+    X(REAL, S, void, sigmoid_prime, (const REAL *z, REAL *out, ptrdiff_t n),       \
+      (z, out, n))                                                                 \
+    X(REAL, S, void, sigmoid_backward,                                             \
+      (const REAL *grad, const REAL *a, REAL *out, ptrdiff_t n), (grad, a, out, n)) \
+    X(REAL, S, void, activate, (const REAL *z, REAL *out, ptrdiff_t n, int act),   \
+      (z, out, n, act))                                                            \
     /* Y[r, :cols] = act(Y[r, :cols] + b) for each row; softmax is per row. */     \
-    void dlfr_bias_act_##S(REAL *Y, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t ldy, \
-                           const REAL *b, int act);                                \
+    X(REAL, S, void, bias_act,                                                     \
+      (REAL *Y, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t ldy, const REAL *b, int act), \
+      (Y, rows, cols, ldy, b, act))                                                \
     /* C[i, :n] = bias + sum_p A[i*lda + p] * B[p*ldb + :n]: C = A @ B + bias,  \
      * the same arithmetic for a row whatever m (batch-invariant). B's rows  \
      * and bias (may be NULL) are read in whole DLFR_PANEL-column panels, so  \
      * they must hold n rounded up to one (zero padding); C gets n columns.   */ \
-    void dlfr_gemm_##S(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A,       \
-                       ptrdiff_t lda, const REAL *B, ptrdiff_t ldb,                \
-                       const REAL *bias, REAL *C, ptrdiff_t ldc);                  \
+    X(REAL, S, void, gemm,                                                         \
+      (ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t lda,        \
+       const REAL *B, ptrdiff_t ldb, const REAL *bias, REAL *C, ptrdiff_t ldc),    \
+      (m, n, k, A, lda, B, ldb, bias, C, ldc))                                     \
     /* C[i, :n] += alpha * sum_p A[p*lda + i] * B[p*ldb + :n]: C += alpha A^T B, \
      * A being (k, m) (the training update: n, ldb and ldc whole panels); ahead \
      * (may be NULL) is prefetched a little per block.                        */  \
-    void dlfr_gemm_update_##S(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A,\
-                              ptrdiff_t lda, const REAL *B, ptrdiff_t ldb, REAL *C, \
-                              ptrdiff_t ldc, REAL alpha,                           \
-                              const struct dlfr_prefetch *ahead);                  \
+    X(REAL, S, void, gemm_update,                                                  \
+      (ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t lda,        \
+       const REAL *B, ptrdiff_t ldb, REAL *C, ptrdiff_t ldc, REAL alpha,           \
+       const struct dlfr_prefetch *ahead),                                         \
+      (m, n, k, A, lda, B, ldb, C, ldc, alpha, ahead))                             \
     /* delta[r, :cols] *= f'(.) of the layer's output a (row stride ld). */       \
-    void dlfr_act_backward_##S(REAL *delta, const REAL *a, ptrdiff_t rows,         \
-                               ptrdiff_t cols, ptrdiff_t ld, int act);             \
+    X(REAL, S, void, act_backward,                                                 \
+      (REAL *delta, const REAL *a, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t ld, int act), \
+      (delta, a, rows, cols, ld, act))                                             \
     /* Output layer of a training step: D[r, :n_out] = dC/dz from outputs A     \
      * (stride ld) and targets Y (stride n_out); returns the summed cost and   \
      * adds to *hits the rows whose label (first argmax, or a >= 0.5 for one    \
      * output) is the target's. D's padding columns are left as they are.    */ \
-    double dlfr_output_delta_##S(const REAL *A, const REAL *Y, REAL *D,             \
-                                 ptrdiff_t rows, ptrdiff_t n_out, ptrdiff_t ld,     \
-                                 int act, int loss, ptrdiff_t *hits);              \
+    X(REAL, S, double, output_delta,                                               \
+      (const REAL *A, const REAL *Y, REAL *D, ptrdiff_t rows, ptrdiff_t n_out,     \
+       ptrdiff_t ld, int act, int loss, ptrdiff_t *hits),                          \
+      (A, Y, D, rows, n_out, ld, act, loss, hits))                                 \
     /* b[:cols] += alpha * (column sums of D[:rows, :cols], row stride ld). */     \
-    void dlfr_bias_update_##S(REAL *b, const REAL *D, ptrdiff_t rows, ptrdiff_t cols, \
-                              ptrdiff_t ld, REAL alpha);
+    X(REAL, S, void, bias_update,                                                  \
+      (REAL *b, const REAL *D, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t ld, REAL alpha), \
+      (b, D, rows, cols, ld, alpha))
 
-DLFR_DECLARE(float, f32)
-DLFR_DECLARE(double, f64)
+/* `return` before a call whose value the kernel returns (a void function may
+ * not return an expression in C) */
+#define DLFR_RETURN_void
+#define DLFR_RETURN_double return
+
+#define DLFR_DECLARE(REAL, S, RET, NAME, PARAMS, ARGS) RET dlfr_##NAME##_##S PARAMS;
+DLFR_KERNELS(DLFR_DECLARE, float, f32)
+DLFR_KERNELS(DLFR_DECLARE, double, f64)
 
 #endif

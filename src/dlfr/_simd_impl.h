@@ -2,14 +2,21 @@
  * (dtype, instruction set) with these macros defined:
  *   REAL      float or double
  *   UINT      the unsigned integer of the same width (bit tricks in exp)
- *   S         f32 or f64            T   generic, avx2 or avx512
+ *   S         f32 or f64            T   generic, avx2, avx512 or neon
  *   VBYTES    vector width in bytes for the GEMM's accumulators (0: plain C)
+ *   VREGS     vector registers of the instruction set (16 or 32)
+ *   ISA_NEON  1 in the aarch64 NEON build (its sigmoid uses intrinsics)
  * No -ffast-math anywhere: the exp below rounds in SIMD with the
  * add-and-subtract trick instead, and NaN and the infinities are exact.
  */
 #define CAT3_(a, b, c) a##_##b##_##c
 #define CAT3(a, b, c) CAT3_(a, b, c)
 #define FN(name) CAT3(name, S, T)
+
+/* this level's kernels, name_S_T, declared from the one list in _simd.h */
+#define PROTOTYPE(REAL_, S_, RET, NAME, PARAMS, ARGS) RET FN(NAME) PARAMS;
+DLFR_KERNELS(PROTOTYPE, REAL, S)
+#undef PROTOTYPE
 
 #if defined(_OPENMP) || defined(DLFR_OMP_SIMD)
 #define SIMD_LOOP _Pragma("omp simd")
@@ -159,6 +166,99 @@ void FN(sigmoid)(const REAL *z, REAL *out, ptrdiff_t n)
 #undef ZOP
 #undef ZCMP
 #undef ZL
+#elif ISA_NEON
+/* NEON: sigmoid1 written with intrinsics, after sigmoid_zmm above. The same
+ * clamp, range reduction and polynomial (by pairs); 2^k goes in by halves as
+ * in exp_nonpos (NEON has no vscalef), exact whichever way k is split since
+ * p 2^k1 stays normal; the divide is a reciprocal estimate (8 bits) refined
+ * by frecps Newton steps (2 - d s), the last step in the fused form s + s (1
+ * - d s), below an ulp before the final rounding. NaN passes: fmax returns
+ * NaN when either operand is NaN (fmaxnm would not). */
+#if DLFR_IS_F32
+#define NV_T float32x4_t
+#define NI_T int32x4_t
+#define NOP(name) name##q_f32
+#define NI(name) name##q_s32
+#define NDUP vdupq_n_f32
+#define NI_DUP vdupq_n_s32
+#define NI_SHR vshrq_n_s32
+#define NI_SHL vshlq_n_s32
+#define N_CVT vcvtq_s32_f32
+#define N_AS_REAL vreinterpretq_f32_s32
+#define N_BIAS 127
+#define N_MANT 23
+#define N_STEPS 1 /* frecps steps before the fused one: 8 -> 16 -> 32 bits */
+#else
+#define NV_T float64x2_t
+#define NI_T int64x2_t
+#define NOP(name) name##q_f64
+#define NI(name) name##q_s64
+#define NDUP vdupq_n_f64
+#define NI_DUP vdupq_n_s64
+#define NI_SHR vshrq_n_s64
+#define NI_SHL vshlq_n_s64
+#define N_CVT vcvtq_s64_f64
+#define N_AS_REAL vreinterpretq_f64_s64
+#define N_BIAS 1023
+#define N_MANT 52
+#define N_STEPS 2 /* 8 -> 16 -> 32 -> 64 bits */
+#endif
+#define NL ((ptrdiff_t)(16 / sizeof(REAL)))
+
+static inline NV_T FN(sigmoid_neon)(NV_T z)
+{
+    const NV_T one = NDUP(1);
+    NV_T x = NOP(vneg)(NOP(vabs)(z)); /* -|z| */
+    x = NOP(vmax)(NDUP(EXP_LO), x);
+    const NV_T magic = NDUP(EXP_MAGIC);
+    NV_T kf = NOP(vsub)(NOP(vfma)(magic, x, NDUP(EXP_LOG2E)), magic);
+    NV_T r = NOP(vfms)(x, kf, NDUP(EXP_LN2_HI));
+    r = NOP(vfms)(r, kf, NDUP(EXP_LN2_LO));
+    const REAL *c = FN(exp_poly);
+    NV_T r2 = NOP(vmul)(r, r);
+    NV_T p = NOP(vfma)(NDUP(c[1]), NDUP(c[0]), r);
+    for (size_t i = 2; i < EXP_TERMS; i += 2)
+        p = NOP(vfma)(NOP(vfma)(NDUP(c[i + 1]), NDUP(c[i]), r), p, r2);
+    p = NOP(vadd)(NOP(vfma)(r, p, r2), one);
+    /* e^-|z| = p 2^k1 2^k2, k = k1 + k2 (kf is a whole number; NaN -> 0) */
+    NI_T k = N_CVT(kf);
+    NI_T k1 = NI_SHR(k, 1), k2 = NI(vsub)(k, k1);
+    NV_T s1 = N_AS_REAL(NI_SHL(NI(vadd)(k1, NI_DUP(N_BIAS)), N_MANT));
+    NV_T s2 = N_AS_REAL(NI_SHL(NI(vadd)(k2, NI_DUP(N_BIAS)), N_MANT));
+    NV_T e = NOP(vmul)(NOP(vmul)(p, s1), s2);
+    NV_T d = NOP(vadd)(one, e);
+    NV_T s = NOP(vrecpe)(d);
+    for (int i = 0; i < N_STEPS; i++) s = NOP(vmul)(s, NOP(vrecps)(d, s));
+    s = NOP(vfma)(s, s, NOP(vfms)(one, d, s));
+    /* z < 0: e s; else (NaN too) s */
+    return NOP(vbsl)(NOP(vclt)(z, NDUP(0)), NOP(vmul)(e, s), s);
+}
+
+void FN(sigmoid)(const REAL *z, REAL *out, ptrdiff_t n)
+{
+    ptrdiff_t i = 0;
+    for (; i + NL <= n; i += NL) NOP(vst1)(out + i, FN(sigmoid_neon)(NOP(vld1)(z + i)));
+    if (i < n) { /* the last 1-3 (float32) or 1 (float64) through a vector */
+        REAL tail[16 / sizeof(REAL)] = {0};
+        memcpy(tail, z + i, (size_t)(n - i) * sizeof(REAL));
+        NOP(vst1)(tail, FN(sigmoid_neon)(NOP(vld1)(tail)));
+        memcpy(out + i, tail, (size_t)(n - i) * sizeof(REAL));
+    }
+}
+#undef NV_T
+#undef NI_T
+#undef NOP
+#undef NI
+#undef NDUP
+#undef NI_DUP
+#undef NI_SHR
+#undef NI_SHL
+#undef N_CVT
+#undef N_AS_REAL
+#undef N_BIAS
+#undef N_MANT
+#undef N_STEPS
+#undef NL
 #else
 void FN(sigmoid)(const REAL *z, REAL *out, ptrdiff_t n)
 {

@@ -1,0 +1,78 @@
+# Cython's view of the C kernels (_simd.h), cimported by _kernels.pyx.
+#
+# _simd.h lists each kernel once (DLFR_KERNELS) and expands everything in C
+# from that list; Cython cannot read the macro, so each kernel is declared
+# here too, once per dtype. A kernel added to DLFR_KERNELS gets its lines here
+# (tests/test_simd_c.py checks that every name in the list is declared).
+
+from libc.stdint cimport int64_t
+
+
+cdef extern from "_simd.h" nogil:
+    int DLFR_PANEL
+    int DLFR_CACHE_LINE
+    enum:
+        DLFR_IDENTITY
+        DLFR_SIGMOID
+        DLFR_TANH
+        DLFR_RELU
+        DLFR_STEP
+        DLFR_SOFTMAX
+    enum:
+        DLFR_MSE
+        DLFR_CROSS_ENTROPY
+    enum:
+        DLFR_GENERIC
+        DLFR_AVX2
+        DLFR_AVX512
+        DLFR_NEON
+    struct dlfr_prefetch:
+        const char *base
+        const int64_t *index
+        Py_ssize_t rows, row_bytes
+    void *dlfr_aligned_alloc(size_t nbytes)
+    void dlfr_aligned_free(void *p)
+    int dlfr_simd_supported()
+    int dlfr_simd_select(int level)
+    int dlfr_simd_level()
+    const char *dlfr_simd_name(int level)
+    int dlfr_gemm_wide()
+
+    void dlfr_sigmoid_f32(const float *z, float *out, Py_ssize_t n)
+    void dlfr_sigmoid_f64(const double *z, double *out, Py_ssize_t n)
+    void dlfr_sigmoid_prime_f32(const float *z, float *out, Py_ssize_t n)
+    void dlfr_sigmoid_prime_f64(const double *z, double *out, Py_ssize_t n)
+    void dlfr_sigmoid_backward_f32(const float *g, const float *a, float *out, Py_ssize_t n)
+    void dlfr_sigmoid_backward_f64(const double *g, const double *a, double *out, Py_ssize_t n)
+    void dlfr_activate_f32(const float *z, float *out, Py_ssize_t n, int act)
+    void dlfr_activate_f64(const double *z, double *out, Py_ssize_t n, int act)
+    void dlfr_bias_act_f32(float *Y, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t ldy,
+                           const float *b, int act)
+    void dlfr_bias_act_f64(double *Y, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t ldy,
+                           const double *b, int act)
+    void dlfr_gemm_f32(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float *A,
+                       Py_ssize_t lda, const float *B, Py_ssize_t ldb, const float *bias,
+                       float *C, Py_ssize_t ldc)
+    void dlfr_gemm_f64(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double *A,
+                       Py_ssize_t lda, const double *B, Py_ssize_t ldb, const double *bias,
+                       double *C, Py_ssize_t ldc)
+    void dlfr_gemm_update_f32(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float *A,
+                              Py_ssize_t lda, const float *B, Py_ssize_t ldb, float *C,
+                              Py_ssize_t ldc, float alpha, const dlfr_prefetch *ahead)
+    void dlfr_gemm_update_f64(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double *A,
+                              Py_ssize_t lda, const double *B, Py_ssize_t ldb, double *C,
+                              Py_ssize_t ldc, double alpha, const dlfr_prefetch *ahead)
+    void dlfr_act_backward_f32(float *delta, const float *a, Py_ssize_t rows,
+                               Py_ssize_t cols, Py_ssize_t ld, int act)
+    void dlfr_act_backward_f64(double *delta, const double *a, Py_ssize_t rows,
+                               Py_ssize_t cols, Py_ssize_t ld, int act)
+    double dlfr_output_delta_f32(const float *A, const float *Y, float *D, Py_ssize_t rows,
+                                 Py_ssize_t n_out, Py_ssize_t ld, int act, int loss,
+                                 Py_ssize_t *hits)
+    double dlfr_output_delta_f64(const double *A, const double *Y, double *D, Py_ssize_t rows,
+                                 Py_ssize_t n_out, Py_ssize_t ld, int act, int loss,
+                                 Py_ssize_t *hits)
+    void dlfr_bias_update_f32(float *b, const float *D, Py_ssize_t rows, Py_ssize_t cols,
+                              Py_ssize_t ld, float alpha)
+    void dlfr_bias_update_f64(double *b, const double *D, Py_ssize_t rows, Py_ssize_t cols,
+                              Py_ssize_t ld, double alpha)
