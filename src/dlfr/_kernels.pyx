@@ -49,12 +49,13 @@ CACHE_LINE = DLFR_CACHE_LINE
 # level; wider layers use it where the level's GEMM outruns BLAS at any width
 # (AVX-512, AVX2, NEON: dlfr_gemm_wide) and, at the generic level, in calls
 # of fewer than FEW_ROWS_OWN rows: there BLAS costs more per call than the
-# work (784->256 at one row: 195 us through scipy's sgemm, 20 us on the
-# generic kernels, measured), while from a few dozen rows on its AVX2 code
-# beats 16-byte vectors without FMA.
+# work (784->256 + sigmoid, one thread: at one row 195 us through scipy's
+# sgemm, 20 us on the generic kernels; at 4 rows 189 against 67-94 us; at 16
+# rows 278 against 352-367 us, where OpenBLAS's AVX2 code outruns 16-byte
+# vectors without FMA; measured on a Zen 3 core).
 cdef enum:
     NARROW_MAX_ = 64
-    FEW_ROWS_OWN_ = 64
+    FEW_ROWS_OWN_ = 8
     # Elementwise work is split across threads only above this many elements:
     # below it, waking threads costs more than it saves.
     PARALLEL_MIN_ELEMENTS_ = 1 << 17

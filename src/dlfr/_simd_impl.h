@@ -561,7 +561,9 @@ typedef REAL FN(vec_u) __attribute__((vector_size(VBYTES), aligned(sizeof(REAL))
  * since the batch sizes people use (8, 16, 32, 256, ...) then leave no
  * short blocks. On AVX-512 each element gets 3 partial sums (24 of the 32
  * registers); with AVX2's 16 registers there is room for one. (AVX-512
- * float32 forward passes take the pair kernel below, 12 rows a block.) */
+ * float32 forward passes take the pair kernel below, 12 rows a block;
+ * below AVX-512 the forward pass takes the in-order tiles further down, and
+ * MR sizes only the training update's blocks.) */
 #define MR (8 / NV > 0 ? 8 / NV : 1)
 #define SPLIT (VBYTES == 64 ? 3 : 1)
 /* Rows per block of the training update: one partial sum, so AVX-512's 32
@@ -919,30 +921,21 @@ static void FN(gemm_panels)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A
  *     blocks of IKC so a block of B stays in L1 while every row block of the
  *     call walks it (a block's partial sums wait in C, in REAL, so the chain
  *     continues exactly where it stopped);
- *   the rest (fewer than IR rows: batch 1-5 on AVX2): wide tiles of up to 8
+ *     the rows after the last whole block go with the blocks, tile by tile;
+ *   calls of fewer than IR rows (batch 1-5 on AVX2): wide tiles of up to 8
  *     vectors a row, B streamed once, so a layer's weights are read once for
  *     a handful of rows instead of once per row. */
-#ifndef VREGS
-#define VREGS (VBYTES == 64 ? 32 : 16)
-#endif
-/* accumulator registers a tile may hold, and vectors per row of a blocked tile */
-#if VBYTES == 16 && (defined(__x86_64__) || defined(__i386__))
-#define ACC 12 /* SSE2 has no FMA: each product needs a register of its own */
-#define IVMAX 4
-#elif VREGS >= 32
-#define ACC 24
-#define IVMAX 4
-#else
-#define ACC 12
-#define IVMAX 4
-#endif
-/* (in the preprocessor's terms: it sizes the tiles below, and sizeof is not one) */
-#define INV (DLFR_PANEL * (DLFR_IS_F32 ? 4 : 8) / VBYTES) /* = NV */
-#define IV (INV < IVMAX ? INV : IVMAX)
+#define ACC (VREGS >= 32 ? 24 : 12) /* accumulator registers a tile may hold */
+/* vectors per panel row (NV in the preprocessor's terms: it sizes the tiles
+ * below, and sizeof is not one) */
+#define INV (DLFR_PANEL * (DLFR_IS_F32 ? 4 : 8) / VBYTES)
+#define IV (INV < 4 ? INV : 4)           /* vectors per row of a blocked tile */
 #define IR (ACC / IV)                    /* rows per block */
 #define IKC ((ptrdiff_t)(16384 / (IV * VBYTES))) /* products per k block: B's block is 16 KB */
-/* vectors per row of a few-row tile of R rows: as many as the registers allow, up to 8 */
-#define FEWV(R) ((ACC / (R) < 8 ? ACC / (R) : 8) / IV * IV > 0 ? (ACC / (R) < 8 ? ACC / (R) : 8) / IV * IV : IV)
+/* vectors per row of a few-row tile of R rows: as many as the registers
+ * allow, up to 8, in whole IV-vector steps */
+#define FEW_CAP(R) (ACC / (R) < 8 ? ACC / (R) : 8)
+#define FEWV(R) (FEW_CAP(R) / IV * IV > 0 ? FEW_CAP(R) / IV * IV : IV)
 
 /* C rows [0, R) x columns [0, V*VL) (only `cols` of them written when
  * cols < V*VL) = bias + A rows @ B columns over k products. `first`: the
@@ -1205,7 +1198,7 @@ void FN(gemm_update)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdi
 #undef IKC
 #undef IR
 #undef IV
-#undef IVMAX
+#undef FEW_CAP
 #undef INV
 #undef ACC
 #undef INORDER_KERNEL
