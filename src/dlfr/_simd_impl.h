@@ -1068,9 +1068,13 @@ static void FN(gemm_inorder)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *
     if (blocked > 0) {
         /* k blocks outermost: the rows' block of A stays in L2 while every
          * column tile walks it */
+        /* k in equal blocks of at most IKC (784 in four of 196, not three of
+         * 256 and a short one of 16, whose partial sums cost as much to
+         * store and reload as its products take) */
+        const ptrdiff_t n_kb = (k + IKC - 1) / IKC, kc = n_kb > 1 ? (k + n_kb - 1) / n_kb : k;
         ptrdiff_t p = 0;
         do {
-            ptrdiff_t kb = k - p < IKC ? k - p : IKC;
+            ptrdiff_t kb = k - p < kc ? k - p : kc;
             for (ptrdiff_t j = 0; j < full; j += tw) {
                 const REAL *Bj = B + p * ldb + j;
                 ptrdiff_t ldp = ldb;
