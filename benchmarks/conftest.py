@@ -38,7 +38,7 @@ from dlfr import _cpu
 #: Threads every benchmark in this directory runs with.
 THREADS = 1
 
-#: Variables that force a slower OpenBLAS kernel (see shared PERFORMANCE notes).
+#: Variables that force a slower OpenBLAS kernel (docs/performance.md says how to measure).
 OPENBLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 #: The SIMD levels this session runs, lowest first (set by pytest_configure).

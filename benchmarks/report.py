@@ -277,6 +277,23 @@ def report(files: Sequence[tuple[str, dict]], command: str | None = None) -> str
     return "\n\n".join(parts) + "\n"
 
 
+#: What a written report (``--out``) opens with: it is generated, and how to read it.
+PREAMBLE = """# Performance
+
+*Written by `benchmarks/report.py` from the benchmark JSON files named below;
+do not edit by hand: run the commands below again.*
+
+Every group times the plain-NumPy twin (per layer `1/(1+np.exp(-(X@W+b)))`)
+next to dlfr and, where installed, ONNX Runtime, PyTorch and scikit-learn on
+the same weights; each result is checked before it is timed. Ratios are
+medians within one run and one SIMD level, never across runs: these are
+2-core virtual machines whose neighbours move single groups by 20 % or more
+between runs. `OPENBLAS_CORETYPE` and `OPENBLAS_L2_SIZE`, set on some
+machines here, force a slower OpenBLAS kernel, so the commands unset them.
+
+"""
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("json_files", nargs="+", metavar="JSON",
@@ -293,7 +310,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     command = shlex.join(["python", "benchmarks/report.py",
                           *(sys.argv[1:] if argv is None else argv)])
     text = headline(Results(files)) + "\n" if args.headline else report(files, command)
-    if args.out:
+    if args.out and not args.headline:
+        text = PREAMBLE + text
         with open(args.out, "w", encoding="utf-8") as file:
             file.write(text)
     else:

@@ -80,4 +80,5 @@ def test_main_headline_and_out(tmp_path: Path, capsys: pytest.CaptureFixture[str
     report.main([*paths, "--out", str(tmp_path / "perf.md")])
     assert capsys.readouterr().out == ""
     text = (tmp_path / "perf.md").read_text(encoding="utf-8")
-    assert text.startswith("## Benchmarks per SIMD level") and "--out" in text
+    assert text.startswith("# Performance\n") and "do not edit by hand" in text
+    assert "## Benchmarks per SIMD level" in text and "--out" in text

@@ -1,6 +1,6 @@
 """Every input check of dlfr's public calls, in one place.
 
-Policy (DESIGN.md): float32 stays float32, float64 stays float64, other real
+Policy (docs/design.md): float32 stays float32, float64 stays float64, other real
 numbers are converted; bool, complex, object, string and other non-numeric
 dtypes raise TypeError naming the argument and the dtype. Messages name the
 argument, what was expected and what was given. Checks run once, at the
