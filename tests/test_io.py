@@ -302,6 +302,57 @@ def test_save_over_a_folder_fails_cleanly(tmp_path):
     assert (tmp_path / "m.npz").is_dir()
 
 
+def test_save_error_names_the_path_given_not_the_temporary_file(tmp_path):
+    path = tmp_path / "nodir" / "x.npz"
+    with pytest.raises(FileNotFoundError) as info:
+        io.save_model(path, **make_model())
+    assert info.value.filename == str(path)
+    assert ".tmp" not in str(info.value) and str(path) in str(info.value)
+
+
+def test_save_over_a_folder_names_the_folder(tmp_path):
+    (tmp_path / "m.npz").mkdir()
+    with pytest.raises(OSError) as info:
+        io.save_model(tmp_path / "m.npz", **make_model())
+    assert ".tmp" not in str(info.value) and info.value.filename == str(tmp_path / "m.npz")
+
+
+@pytest.mark.parametrize("extra", [0, 10, 17, 18, 30])
+def test_long_file_name_within_name_max(tmp_path, extra):
+    # a 244-character name failed: the temporary name was 18 characters longer
+    name_max = os.pathconf(tmp_path, "PC_NAME_MAX") if hasattr(os, "pathconf") else 255
+    name = "m" * (name_max - extra - 4) + ".npz"
+    io.save_model(tmp_path / name, **make_model())
+    assert files_in(tmp_path) == [name]
+    assert io.load_model(tmp_path / name).sizes == [3, 4, 2]
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink") or sys.platform == "win32", reason="POSIX links")
+def test_save_writes_through_a_symlink(tmp_path):
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "m.npz"
+    io.save_model(target, **make_model(sizes=(2, 1)))
+    link = tmp_path / "link.npz"
+    link.symlink_to(os.path.join("real", "m.npz"))
+    io.save_model(link, **make_model(sizes=(3, 4, 2)))
+    assert link.is_symlink()  # still the link, not a regular file in its place
+    assert io.load_model(target).sizes == [3, 4, 2]
+    assert files_in(tmp_path) == ["link.npz", "real"]
+    assert files_in(tmp_path / "real") == ["m.npz"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
+def test_save_over_a_file_keeps_its_mode(tmp_path):
+    path = tmp_path / "m.npz"
+    io.save_model(path, **make_model())
+    os.chmod(path, 0o600)
+    io.save_model(path, **make_model(sizes=(2, 1)))
+    assert path.stat().st_mode & 0o7777 == 0o600
+    os.chmod(path, 0o640)
+    io.save_model(path, **make_model())
+    assert path.stat().st_mode & 0o7777 == 0o640
+
+
 # --- refused files ------------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import stat
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -265,32 +266,69 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[IO[bytes]], 
     """Write a file at exactly ``path`` through ``write(f)``, all or nothing.
 
     The bytes go to a hidden, random name beside the target (so os.replace
-    stays on one filesystem), are synced, and then renamed over ``path``;
+    stays on one filesystem), are synced, and then renamed over the target;
     on any error, KeyboardInterrupt included, the temporary file is removed
-    and ``path`` is left as it was.
+    and ``path`` is left as it was. A symlink at ``path`` is written through
+    (its target is replaced, the link stays); an existing file keeps its
+    permission bits. Errors name ``path``, never the temporary file.
     """
-    folder, base = os.path.split(os.fspath(path))
+    path = os.fspath(path)
+    # write through a symlink: the file replaced is its target, in the target's folder
+    target = os.path.realpath(path) if os.path.islink(path) else path
+    folder, base = os.path.split(target)
+    try:
+        mode: int | None = stat.S_IMODE(os.stat(target).st_mode)
+    except OSError:
+        mode = None
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:
-        tmp = os.path.join(folder, f".{base}.{secrets.token_hex(6)}.tmp")
+        tmp = os.path.join(folder, _temporary_name(folder, base))
         try:
             # 0o666 lets the umask decide the final permissions, as open() would.
             fd = os.open(tmp, flags, 0o666)
             break
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise _naming(exc, path) from None
     try:
         with os.fdopen(fd, "wb") as f:
+            if mode is not None and hasattr(os, "fchmod"):
+                os.fchmod(f.fileno(), mode)
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if mode is not None and not hasattr(os, "fchmod"):
+            os.chmod(tmp, mode)
+        try:
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise _naming(exc, path) from None
     except BaseException:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
         raise
+
+
+def _temporary_name(folder: str, base: str) -> str:
+    """A hidden random name for a file about to become ``base``, within NAME_MAX."""
+    token = secrets.token_hex(4)
+    name = f".{base}.{token}.tmp"
+    try:
+        name_max = os.pathconf(folder or ".", "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows), or no answer
+        name_max = 255
+    if len(os.fsencode(name)) > name_max:
+        name = f".{token}.tmp"  # the target's name is near the limit: a short name of its own
+    return name
+
+
+def _naming(exc: OSError, path: str) -> OSError:
+    """``exc`` about ``path`` instead of the temporary file it came from."""
+    exc.filename, exc.filename2 = path, None
+    return exc
 
 
 def _load_member(npz: Any, key: str, name: str) -> np.ndarray:
