@@ -551,3 +551,37 @@ def test_error_message_starts_with_the_file(saved, tmp_path):
     assert re.match(re.escape(str(path)) + ": ", str(info.value))
     # The good file next to it is unaffected.
     assert io.load_model(saved).sizes == [3, 4, 2]
+
+
+# --- only regular files are read ----------------------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_fifo_is_refused_without_blocking(tmp_path):
+    # a FIFO given as the model blocked forever; the subprocess's timeout keeps
+    # this test from hanging if it ever does again
+    import subprocess
+    import textwrap
+
+    fifo = tmp_path / "model.npz"
+    os.mkfifo(fifo)
+    code = textwrap.dedent(f"""
+        from dlfr import io
+        try:
+            io.load_model({str(fifo)!r})
+        except ValueError as exc:
+            print(type(exc).__name__, exc)
+    """)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (os.path.dirname(os.path.dirname(io.__file__)), os.environ.get("PYTHONPATH"))
+        if p))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("ValueError ")
+    assert f"{fifo} is a FIFO (named pipe); expected a regular file" in proc.stdout
+
+
+def test_folder_is_refused(tmp_path):
+    (tmp_path / "m.npz").mkdir()
+    assert_refused(tmp_path / "m.npz", "is a folder; expected a regular file")
