@@ -363,3 +363,10 @@ def test_import_loads_neither_sklearn_nor_torch():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )
     assert result.stdout.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize("thing", ["hello", 3, None, [1, 2]])
+def test_torch_not_a_module_is_a_type_error(torch, thing):
+    # ValueError before, where from_sklearn raises TypeError for the same mistake
+    with pytest.raises(TypeError, match="expected a torch.nn.Sequential or nn.Linear"):
+        dlfr.Network.from_torch(thing)

@@ -302,6 +302,57 @@ def test_save_over_a_folder_fails_cleanly(tmp_path):
     assert (tmp_path / "m.npz").is_dir()
 
 
+def test_save_error_names_the_path_given_not_the_temporary_file(tmp_path):
+    path = tmp_path / "nodir" / "x.npz"
+    with pytest.raises(FileNotFoundError) as info:
+        io.save_model(path, **make_model())
+    assert info.value.filename == str(path)
+    assert ".tmp" not in str(info.value) and str(path) in str(info.value)
+
+
+def test_save_over_a_folder_names_the_folder(tmp_path):
+    (tmp_path / "m.npz").mkdir()
+    with pytest.raises(OSError) as info:
+        io.save_model(tmp_path / "m.npz", **make_model())
+    assert ".tmp" not in str(info.value) and info.value.filename == str(tmp_path / "m.npz")
+
+
+@pytest.mark.parametrize("extra", [0, 10, 17, 18, 30])
+def test_long_file_name_within_name_max(tmp_path, extra):
+    # a 244-character name failed: the temporary name was 18 characters longer
+    name_max = os.pathconf(tmp_path, "PC_NAME_MAX") if hasattr(os, "pathconf") else 255
+    name = "m" * (name_max - extra - 4) + ".npz"
+    io.save_model(tmp_path / name, **make_model())
+    assert files_in(tmp_path) == [name]
+    assert io.load_model(tmp_path / name).sizes == [3, 4, 2]
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink") or sys.platform == "win32", reason="POSIX links")
+def test_save_writes_through_a_symlink(tmp_path):
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "m.npz"
+    io.save_model(target, **make_model(sizes=(2, 1)))
+    link = tmp_path / "link.npz"
+    link.symlink_to(os.path.join("real", "m.npz"))
+    io.save_model(link, **make_model(sizes=(3, 4, 2)))
+    assert link.is_symlink()  # still the link, not a regular file in its place
+    assert io.load_model(target).sizes == [3, 4, 2]
+    assert files_in(tmp_path) == ["link.npz", "real"]
+    assert files_in(tmp_path / "real") == ["m.npz"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
+def test_save_over_a_file_keeps_its_mode(tmp_path):
+    path = tmp_path / "m.npz"
+    io.save_model(path, **make_model())
+    os.chmod(path, 0o600)
+    io.save_model(path, **make_model(sizes=(2, 1)))
+    assert path.stat().st_mode & 0o7777 == 0o600
+    os.chmod(path, 0o640)
+    io.save_model(path, **make_model())
+    assert path.stat().st_mode & 0o7777 == 0o640
+
+
 # --- refused files ------------------------------------------------------------
 
 
@@ -500,3 +551,37 @@ def test_error_message_starts_with_the_file(saved, tmp_path):
     assert re.match(re.escape(str(path)) + ": ", str(info.value))
     # The good file next to it is unaffected.
     assert io.load_model(saved).sizes == [3, 4, 2]
+
+
+# --- only regular files are read ----------------------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_fifo_is_refused_without_blocking(tmp_path):
+    # a FIFO given as the model blocked forever; the subprocess's timeout keeps
+    # this test from hanging if it ever does again
+    import subprocess
+    import textwrap
+
+    fifo = tmp_path / "model.npz"
+    os.mkfifo(fifo)
+    code = textwrap.dedent(f"""
+        from dlfr import io
+        try:
+            io.load_model({str(fifo)!r})
+        except ValueError as exc:
+            print(type(exc).__name__, exc)
+    """)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (os.path.dirname(os.path.dirname(io.__file__)), os.environ.get("PYTHONPATH"))
+        if p))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("ValueError ")
+    assert f"{fifo} is a FIFO (named pipe); expected a regular file" in proc.stdout
+
+
+def test_folder_is_refused(tmp_path):
+    (tmp_path / "m.npz").mkdir()
+    assert_refused(tmp_path / "m.npz", "is a folder; expected a regular file")

@@ -814,3 +814,28 @@ def test_weights_start_on_a_cache_line():
                 assert layer._W.ctypes.data % 64 == 0
                 assert layer._b.ctypes.data % 64 == 0
                 assert layer._W.flags.c_contiguous and layer._W.flags.writeable
+
+
+@pytest.mark.parametrize(
+    ("sizes", "y", "match"),
+    [
+        ([3, 4, 10], [99] * 4, r"y holds label 99, outside 0\.\.9"),
+        ([3, 4, 10], [-1] * 4, r"y holds label -1"),
+        ([3, 4, 10], [1.5] * 4, r"y holds labels that are not whole numbers"),
+        ([3, 4, 10], [np.nan] * 4, r"y holds labels that are not whole numbers"),
+        ([3, 4, 10], [np.inf] * 4, r"y holds labels that are not whole numbers"),
+        ([3, 4, 2], np.full((4, 2), np.nan), r"y contains NaN or inf"),
+        ([3, 4, 2], [[np.inf, 0.0]] * 4, r"y contains NaN or inf"),
+        ([3, 4, 1], [2, 0, 1, 0], r"y must hold labels 0 or 1"),
+    ],
+)
+def test_evaluate_refuses_what_fit_refuses(sizes, y, match):
+    # a label the network cannot output used to count as a miss (accuracy 0.0), and
+    # one-hot rows of NaN as label 0; fit refused both, evaluate now says the same
+    net = Network(sizes, seed=0)
+    X = np.zeros((4, 3), np.float32)
+    with pytest.raises(ValueError, match=match) as from_fit:
+        net.fit(X, y, epochs=1)
+    with pytest.raises(ValueError, match=match) as from_evaluate:
+        net.evaluate(X, y)
+    assert str(from_evaluate.value) == str(from_fit.value)

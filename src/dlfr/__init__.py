@@ -17,15 +17,38 @@ import os
 if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
     os.environ["GOMP_SPINCOUNT"] = "1000"
 
-from . import (  # noqa: E402
-    _kernels,  # noqa: F401  (fails loudly when the extension is missing)
-    datasets,
-    kernels,
-)
-from ._config import show_config
-from .layers import Dense
-from .network import Network
-from .perceptron import Perceptron
+
+
+def _run_as_command() -> bool:
+    """True when this import is the ``dlfr`` command's (its script, or ``python -m dlfr``)."""
+    import sys
+
+    script = os.path.splitext(os.path.basename(sys.argv[0] if sys.argv else ""))[0]
+    if script in ("dlfr", "dlfr-script"):
+        return True
+    argv = list(getattr(sys, "orig_argv", []))
+    pairs = zip(argv, argv[1:], strict=False)
+    return any(a == "-m" and b == "dlfr" for a, b in pairs) or "-mdlfr" in argv
+
+
+try:
+    from . import _kernels  # noqa: F401  (fails loudly when the extension is missing)
+except ValueError as _exc:
+    # DLFR_SIMD names no level: read when the compiled module loads, before the
+    # command's main() could catch it. The command reports it as the bad input
+    # it is (one line, exit status 2); `import dlfr` itself still raises.
+    if _run_as_command() and not os.environ.get("DLFR_DEBUG"):
+        import sys
+
+        print(f"dlfr: error: {_exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    raise
+
+from . import datasets, kernels  # noqa: E402
+from ._config import show_config  # noqa: E402
+from .layers import Dense  # noqa: E402
+from .network import Network  # noqa: E402
+from .perceptron import Perceptron  # noqa: E402
 
 __version__ = "0.1.0"
 

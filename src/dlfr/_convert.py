@@ -122,10 +122,17 @@ def from_torch(cls: Any, module: Any) -> Any:
         e.g. "2.1" inside a nested Sequential) for an unsupported module, an
         activation with no Linear before it, or a Softmax over another dim;
         also for no Linear at all, mixed dtypes, or float16/bfloat16.
+    TypeError
+        If ``module`` is not a torch module at all (as ``from_sklearn`` for
+        a non-estimator).
     """
     import torch
     from torch import nn
 
+    if not isinstance(module, nn.Module):
+        raise TypeError(
+            f"expected a torch.nn.Sequential or nn.Linear; got {type(module).__name__}"
+        )
     acts = {nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.ReLU: "relu", nn.Softmax: "softmax"}
     params: list[list[Any]] = []  # [weight (out, in), bias or None, activation]
     after_linear = False  # the last Linear has no activation yet

@@ -119,3 +119,41 @@ def positive_float(value: Any, name: str) -> float:
     if not (np.isfinite(number) and number > 0):
         raise ValueError(f"{name} must be a positive finite number; got {value!r}")
     return number
+
+
+def targets(y: Any, n_out: int, dtype: np.dtype, name: str = "y") -> np.ndarray:
+    """Target rows (n, n_out) from integer labels or from rows given as they are.
+
+    The one check of labels and targets: ``fit`` trains on what it returns and
+    ``evaluate`` takes the labels of it, so both refuse the same ``y``.
+    """
+    arr = np.asarray(y)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must hold integer labels or target rows; got dtype {arr.dtype}")
+    if arr.ndim == 1:
+        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr) & (arr == np.round(arr))):
+            raise ValueError(f"{name} holds labels that are not whole numbers")
+        labels = arr.astype(np.int64)
+        if n_out == 1:
+            if labels.size and not np.all((labels == 0) | (labels == 1)):
+                raise ValueError(f"{name} must hold labels 0 or 1 for a network with one output")
+            return labels.astype(dtype).reshape(-1, 1)
+        if labels.size and (labels.min() < 0 or labels.max() >= n_out):
+            bad = labels[(labels < 0) | (labels >= n_out)][0]
+            raise ValueError(
+                f"{name} holds label {bad}, outside 0..{n_out - 1} for a network with "
+                f"{n_out} outputs"
+            )
+        out = np.zeros((labels.size, n_out), dtype=dtype)
+        out[np.arange(labels.size), labels] = 1
+        return out
+    if arr.ndim == 2:
+        if arr.shape[1] != n_out:
+            raise ValueError(
+                f"{name} has {arr.shape[1]} columns but the network has {n_out} outputs"
+            )
+        out = np.ascontiguousarray(arr, dtype=dtype)
+        if not np.all(np.isfinite(out)):
+            raise ValueError(f"{name} contains NaN or inf")
+        return out
+    raise ValueError(f"{name} must be 1-D labels or 2-D target rows; got shape {arr.shape}")

@@ -142,6 +142,29 @@ def _check_writable(path: str | os.PathLike[str]) -> str:
     return path
 
 
+def _refuse_overwriting(out: str | None, flag: str, inputs: Sequence[tuple[str, str]]) -> None:
+    """Refuse an output file that is one of the inputs (the same file: a hard link,
+    a symlink or another spelling of its path included)."""
+    if out is None:
+        return
+    try:
+        st = os.stat(out)
+    except OSError:
+        return  # nothing there yet (or unreadable: the write will say)
+    for what, path in inputs:
+        try:
+            other = os.stat(path)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (other.st_dev, other.st_ino):
+            raise CLIError(f"{flag} {out} is the {what} {path}; refusing to overwrite it")
+
+
+def _progress_wanted(args: argparse.Namespace) -> bool:
+    """A progress bar only on a terminal: in a log its frames are hundreds of lines."""
+    return not args.no_progress and sys.stderr.isatty()
+
+
 def _write_atomic(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any]) -> None:
     """Write a file through ``write(f)``, whole or not at all (see dlfr.io)."""
     from .io import write_atomically
@@ -164,10 +187,15 @@ def _read_json(path: str, what: str) -> Any:
 
 
 def _require_file(path: str, what: str) -> None:
+    """Refuse a missing path, and anything but a regular file (a FIFO would block)."""
     if not os.path.exists(path):
         raise CLIError(f"{what} {path} does not exist")
     if os.path.isdir(path):
         raise CLIError(f"{what} {path} is a folder, expected a file")
+    from .io import open_regular
+
+    with open_regular(path, what):  # ValueError naming it unless it is a regular file
+        pass
 
 
 def _read_array(path: str, what: str) -> np.ndarray:
@@ -177,12 +205,20 @@ def _read_array(path: str, what: str) -> np.ndarray:
     _require_file(path, what)
     suffix = Path(path).suffix.lower()
     if suffix == ".npy":
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise CLIError(f"{what} {path} is not a readable .npy array ({exc})") from None
-        if not isinstance(array, np.ndarray):
-            raise CLIError(f"{what} {path} is not an .npy array (it is an .npz archive)")
+        from .io import npy_header, open_regular
+
+        with open_regular(path, what) as f:
+            if f.read(4) in (b"PK\x03\x04", b"PK\x05\x06"):
+                raise CLIError(f"{what} {path} is not an .npy array (it is an .npz archive)")
+            f.seek(0)
+            size = os.fstat(f.fileno()).st_size
+            try:
+                # the declared shape must match the file's size before anything is allocated
+                npy_header(f, size)
+                f.seek(0)
+                array = np.load(f, allow_pickle=False)
+            except (ValueError, OSError, EOFError) as exc:
+                raise CLIError(f"{what} {path} is not a readable .npy array: {exc}") from None
         return array
     if suffix in (".csv", ".txt"):
         try:
@@ -196,12 +232,19 @@ def _read_array(path: str, what: str) -> np.ndarray:
 
 
 def _features(X: np.ndarray, name: str) -> np.ndarray:
-    """Samples as rows: (n, ...) images are flattened; a 1-D array is one sample."""
+    """Samples as rows; a 1-D array is one sample. Only IDX images, (n, rows, cols)
+    by the format's definition, are flattened: a 3-D .npy or CSV is refused, as
+    the library refuses it."""
     if X.ndim == 0:
         raise CLIError(f"{name} holds a single number, not samples")
     if X.ndim == 1:
         return X.reshape(1, -1)
     if X.ndim > 2:
+        if Path(name).suffix.lower() in (".npy", ".csv", ".txt", ".npz"):
+            raise CLIError(
+                f"{name} holds an array of shape {X.shape}; expected 2-D "
+                "(n_samples, n_features)"
+            )
         return X.reshape(len(X), -1)
     return X
 
@@ -344,7 +387,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         f"learning rate {DIGITS_RECIPE['learning_rate']}, mse"
     )
     sys.stdout.flush()  # the progress bar goes to stderr
-    net, Xd, yd, seconds = _train_digits(n_train, epochs, verbose=not args.no_progress)
+    net, Xd, yd, seconds = _train_digits(n_train, epochs, verbose=_progress_wanted(args))
     acc = net.evaluate(Xd[N_DIGITS_TRAIN:], yd[N_DIGITS_TRAIN:])
     print(
         f"   test accuracy on the last {len(Xd) - N_DIGITS_TRAIN:,} digits: {acc:.2%} "
@@ -378,11 +421,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from ._validation import targets
     from .network import Network
 
     out = _check_writable(args.out)
     if args.history:
         _check_writable(args.history)
+    sources = [("data file", args.data or ""), ("labels file", args.labels or "")]
+    _refuse_overwriting(out, "--out", sources)
+    _refuse_overwriting(args.history, "--history", sources)
     X, y, source, bundled = _training_data(args)
     sizes = args.sizes
     if X.shape[1] != sizes[0]:
@@ -399,6 +446,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if n_val >= len(X):
             raise CLIError(f"--val-split {val_split} leaves no training samples of {len(X)}")
         X, y, validation = X[:-n_val], y[:-n_val], (X[-n_val:], y[-n_val:])
+    # the labels against the output width, before the banner says training starts
+    targets(y, sizes[-1], np.dtype(args.dtype))
+    if validation is not None:
+        targets(validation[1], sizes[-1], np.dtype(args.dtype), "validation_data y")
 
     net = Network(
         sizes, activation=args.activation, output_activation=args.output_activation,
@@ -411,7 +462,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     history = net.fit(
         X, y, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         loss=args.loss, seed=args.seed, validation_data=validation,
-        verbose=not args.no_progress,
+        verbose=_progress_wanted(args),
     )
     seconds = time.perf_counter() - start
     _print_history(history)
@@ -446,6 +497,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if out and Path(out).suffix.lower() not in (".npy", ".csv", ".txt"):
         raise CLIError(f"--out {out}: write .npy, .csv or .txt")
     _require_file(args.model, "model file")
+    _require_file(args.input, "input")
+    _refuse_overwriting(out, "--out", [("input", args.input), ("model file", args.model)])
     net = Network.load(args.model)
     X = _features(_read_array(args.input, "input"), args.input)
     if X.shape[1] != net.sizes[0]:
@@ -817,7 +870,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="XOR, digits and an inference timing, offline")
     p.add_argument("--quick", action="store_true", help="3 epochs on 2,000 digits")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (there is none when stderr is not a terminal)")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("info", help="build and run-time facts (dlfr.show_config())")
@@ -834,20 +888,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", metavar="DIR|FILE", help="MNIST folder, .npz, or X file")
     p.add_argument("--labels", metavar="FILE", help="labels for --data X.npy (.npy, .csv, IDX)")
     p.add_argument("--kind", help="IDX file prefix in an MNIST folder (default: train, t10k)")
-    p.add_argument("--epochs", type=_positive_int, default=30)
-    p.add_argument("--batch-size", type=_positive_int, default=10)
-    p.add_argument("--learning-rate", type=_positive_float, default=3.0)
-    p.add_argument("--loss", choices=LOSSES, default="mse")
-    p.add_argument("--activation", choices=ACTIVATIONS, default="sigmoid")
-    p.add_argument("--output-activation", choices=OUTPUT_ACTIVATIONS, default=None)
-    p.add_argument("--dtype", choices=DTYPES, default="float32")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=_positive_int, default=30, metavar="N",
+                   help="passes over the training data (default 30)")
+    p.add_argument("--batch-size", type=_positive_int, default=10, metavar="N",
+                   help="samples per SGD step (default 10)")
+    p.add_argument("--learning-rate", type=_positive_float, default=3.0, metavar="RATE",
+                   help="SGD step size (default 3.0)")
+    p.add_argument("--loss", choices=LOSSES, default="mse",
+                   help="mse or cross_entropy (default mse; softmax outputs need "
+                   "cross_entropy)")
+    p.add_argument("--activation", choices=ACTIVATIONS, default="sigmoid",
+                   help="hidden layers' activation (default sigmoid)")
+    p.add_argument("--output-activation", choices=OUTPUT_ACTIVATIONS, default=None,
+                   help="output layer's activation (default: as --activation)")
+    p.add_argument("--dtype", choices=DTYPES, default="float32",
+                   help="weights and arithmetic (default float32)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the initial weights and of the shuffling (default 0)")
     p.add_argument("--limit", type=_positive_int, metavar="N", help="use the first N samples")
     p.add_argument("--val-split", type=_fraction, default=None, metavar="F",
                    help="hold out the last fraction F for validation "
                    "(default 0.2 for the bundled digits, else 0)")
     p.add_argument("--history", metavar="FILE.json", help="also write the history as JSON")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (there is none when stderr is not a terminal)")
     p.add_argument("--out", required=True, metavar="MODEL.npz", help="where to save the model")
     p.set_defaults(func=_cmd_train)
 
@@ -856,7 +920,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", metavar="INPUT", help=".npy array, IDX images file, or CSV")
     p.add_argument("--out", metavar="FILE", help="write .npy (or .csv) instead of printing")
     p.add_argument("--proba", action="store_true", help="output activations, not labels")
-    p.add_argument("--threads", type=_positive_int, default=None)
+    p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                   help="threads for the forward pass (default: all cores)")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("bench", help="inference throughput: dlfr vs NumPy and peers")

@@ -11,15 +11,22 @@ A model file is a zip archive written by :func:`numpy.savez` holding
     Layer ``i``'s weights, shape ``(sizes[i], sizes[i + 1])``, and biases,
     shape ``(sizes[i + 1],)``, all of the header's dtype.
 
-:func:`load_model` reads it with ``allow_pickle=False`` and checks every
-part; anything unexpected raises :class:`ValueError` naming the file.
+:func:`load_model` reads it without pickle and checks every part (the zip's
+members stored uncompressed and unencrypted, each name once, their declared
+sizes within the file); anything unexpected raises :class:`ValueError`
+naming the file.
 """
 
 from __future__ import annotations
 
+import io as _io
 import json
+import math
 import os
 import secrets
+import stat
+import struct
+import tokenize
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -265,26 +272,44 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[IO[bytes]], 
     """Write a file at exactly ``path`` through ``write(f)``, all or nothing.
 
     The bytes go to a hidden, random name beside the target (so os.replace
-    stays on one filesystem), are synced, and then renamed over ``path``;
+    stays on one filesystem), are synced, and then renamed over the target;
     on any error, KeyboardInterrupt included, the temporary file is removed
-    and ``path`` is left as it was.
+    and ``path`` is left as it was. A symlink at ``path`` is written through
+    (its target is replaced, the link stays); an existing file keeps its
+    permission bits. Errors name ``path``, never the temporary file.
     """
-    folder, base = os.path.split(os.fspath(path))
+    path = os.fspath(path)
+    # write through a symlink: the file replaced is its target, in the target's folder
+    target = os.path.realpath(path) if os.path.islink(path) else path
+    folder, base = os.path.split(target)
+    try:
+        mode: int | None = stat.S_IMODE(os.stat(target).st_mode)
+    except OSError:
+        mode = None
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:
-        tmp = os.path.join(folder, f".{base}.{secrets.token_hex(6)}.tmp")
+        tmp = os.path.join(folder, _temporary_name(folder, base))
         try:
             # 0o666 lets the umask decide the final permissions, as open() would.
             fd = os.open(tmp, flags, 0o666)
             break
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise _naming(exc, path) from None
     try:
         with os.fdopen(fd, "wb") as f:
+            if mode is not None and hasattr(os, "fchmod"):
+                os.fchmod(f.fileno(), mode)
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if mode is not None and not hasattr(os, "fchmod"):
+            os.chmod(tmp, mode)
+        try:
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise _naming(exc, path) from None
     except BaseException:
         try:
             os.unlink(tmp)
@@ -293,20 +318,212 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[IO[bytes]], 
         raise
 
 
-def _load_member(npz: Any, key: str, name: str) -> np.ndarray:
-    """Read one array of an open .npz, turning every failure into ValueError."""
+def _temporary_name(folder: str, base: str) -> str:
+    """A hidden random name for a file about to become ``base``, within NAME_MAX."""
+    token = secrets.token_hex(4)
+    name = f".{base}.{token}.tmp"
     try:
-        array = npz[key]
+        name_max = os.pathconf(folder or ".", "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows), or no answer
+        name_max = 255
+    if len(os.fsencode(name)) > name_max:
+        name = f".{token}.tmp"  # the target's name is near the limit: a short name of its own
+    return name
+
+
+def _naming(exc: OSError, path: str) -> OSError:
+    """``exc`` about ``path`` instead of the temporary file it came from."""
+    exc.filename, exc.filename2 = path, None
+    return exc
+
+
+#: What parsing untrusted zip and .npy structures may raise; all mean "corrupt file".
+_PARSE_ERRORS = (
+    zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, ValueError,
+    OverflowError, struct.error, UnicodeDecodeError, NotImplementedError, RuntimeError,
+    SyntaxError, TypeError, KeyError, IndexError, MemoryError, tokenize.TokenError,
+)
+_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # a zip local file header, 30 bytes
+_ENCRYPTED = 0x1 | 0x40  # general purpose flags: encrypted, strong encryption
+_TOO_BIG = "declares more bytes than the file holds"
+
+
+def open_regular(path: str | os.PathLike[str], what: str = "") -> IO[bytes]:
+    """Open an existing regular file for reading, binary; anything else is refused.
+
+    A FIFO, a device or a socket would block or never end: ``os.stat`` says
+    what the path is before anything opens it, and the file is opened without
+    blocking and checked again (it could have been swapped in between).
+
+    Raises
+    ------
+    FileNotFoundError
+        If nothing is at ``path``.
+    ValueError
+        If ``path`` is not a regular file (the message names it and says what it is).
+    """
+    name = os.fspath(path)
+    prefix = f"{what} " if what else ""
+
+    def refuse(mode: int) -> ValueError:
+        kind = (
+            "a folder" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
+        )
+        return ValueError(f"{prefix}{name} is {kind}; expected a regular file")
+
+    mode = os.stat(name).st_mode
+    if not stat.S_ISREG(mode):
+        raise refuse(mode)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(name, flags)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise refuse(mode)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def npy_header(f: IO[bytes], size: int) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """Read and check an .npy header at ``f``'s position; ``size`` bytes follow it in all.
+
+    Returns the shape, whether it is in Fortran order, the dtype, and the
+    offset of the data from where the header started. The data must be
+    exactly ``prod(shape) * itemsize`` bytes, so what the header declares is
+    checked against what the file holds before anything is allocated.
+
+    Raises
+    ------
+    ValueError
+        Without the file's name (the caller adds it).
+    """
+    start = f.tell()
+    try:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"unsupported .npy format version {version}")
+    except _PARSE_ERRORS as exc:
+        if isinstance(exc, ValueError) and "pickle" in str(exc):
+            raise
+        raise ValueError(f"not a .npy array ({type(exc).__name__}: {str(exc)[:200]})") from None
+    if dtype.hasobject:
+        raise ValueError("a pickled object array, which is refused")
+    if not all(_is_int(n) and n >= 0 for n in shape):
+        raise ValueError(f"not a .npy array (shape {shape})")
+    offset = f.tell() - start
+    need = math.prod(shape) * dtype.itemsize
+    if need != size - offset:
+        raise ValueError(
+            f"an array declaring shape {shape} of {dtype} ({need:,} bytes) but holding "
+            f"{max(size - offset, 0):,} bytes of data"
+        )
+    return tuple(shape), bool(fortran), dtype, offset
+
+
+class _Archive:
+    """The members of a checked model archive, read one at a time."""
+
+    def __init__(self, zf: zipfile.ZipFile, name: str) -> None:
+        self._zf, self._name = zf, name
+        self.members = {_key(info.filename): info for info in zf.infolist()}
+        self.files = list(self.members)
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        info = self.members[key]
+        with self._zf.open(info) as member:
+            raw = member.read(info.file_size + 1)  # at most what the file holds (checked)
+        if len(raw) != info.file_size:
+            raise EOFError(f"{len(raw)} of {info.file_size} bytes")
+        if not info.filename.endswith(".npy"):
+            raise ValueError("not a .npy array")
+        buffer = _io.BytesIO(raw)
+        shape, fortran, dtype, offset = npy_header(buffer, len(raw))
+        flat = np.frombuffer(raw, dtype=dtype, count=math.prod(shape), offset=offset)
+        return flat.reshape(shape, order="F" if fortran else "C")
+
+
+def _key(member: str) -> str:
+    """A member's array name, as numpy.load names it: ``W0.npy`` -> ``W0``."""
+    return member[: -len(".npy")] if member.endswith(".npy") else member
+
+
+def _open_archive(f: IO[bytes], size: int, name: str) -> zipfile.ZipFile:
+    """The zip archive in ``f`` (``size`` bytes), with every member checked before use.
+
+    The format is numpy.savez's: stored (uncompressed), unencrypted members,
+    each name once, and every member's declared sizes within the file.
+    """
+    try:
+        zf = zipfile.ZipFile(f)
+    except _PARSE_ERRORS as exc:
+        raise ValueError(f"{name}: not a readable .npz archive ({exc})") from None
+    try:
+        seen: set[str] = set()
+        total = 0
+        for info in zf.infolist():
+            member = info.filename
+            key = _key(member)
+            if key in seen:
+                raise ValueError(f"{name}: the archive holds {key!r} more than once")
+            seen.add(key)
+            if info.flag_bits & _ENCRYPTED:
+                raise ValueError(f"{name}: member {member!r} is encrypted")
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise ValueError(
+                    f"{name}: member {member!r} is compressed (zip method "
+                    f"{info.compress_type}); a model file is an uncompressed .npz"
+                )
+            if info.file_size != info.compress_size:
+                raise ValueError(
+                    f"{name}: member {member!r} declares {info.file_size:,} bytes stored "
+                    f"in {info.compress_size:,}"
+                )
+            total += info.compress_size
+            if total > size or not 0 <= info.header_offset <= size - _LOCAL_HEADER.size:
+                raise ValueError(f"{name}: member {member!r} {_TOO_BIG}")
+            f.seek(info.header_offset)
+            local = f.read(_LOCAL_HEADER.size)
+            if len(local) != _LOCAL_HEADER.size:
+                raise ValueError(f"{name}: member {member!r} has no local header")
+            fields = _LOCAL_HEADER.unpack(local)
+            signature, flags, method = fields[0], fields[3], fields[4]
+            name_len, extra_len = fields[10], fields[11]
+            if signature != b"PK\x03\x04":
+                raise ValueError(f"{name}: member {member!r} has a bad local header")
+            if flags & _ENCRYPTED:
+                raise ValueError(f"{name}: member {member!r} is encrypted")
+            if method != zipfile.ZIP_STORED:
+                raise ValueError(
+                    f"{name}: member {member!r} is compressed (zip method {method}); "
+                    "a model file is an uncompressed .npz"
+                )
+            end = info.header_offset + _LOCAL_HEADER.size + name_len + extra_len
+            if end + info.compress_size > size:
+                raise ValueError(f"{name}: member {member!r} {_TOO_BIG}")
+    except BaseException:
+        zf.close()
+        raise
+    return zf
+
+
+def _load_member(npz: Any, key: str, name: str) -> np.ndarray:
+    """Read one array of an open archive, turning every failure into ValueError."""
+    try:
+        return npz[key]
     except ValueError as exc:
-        if "pickle" in str(exc) or "Object arrays" in str(exc):
-            raise ValueError(f"{name}: {key} is a pickled object array, which is refused") from exc
-        raise ValueError(f"{name}: {key} is not a readable array ({exc})") from exc
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
-        raise ValueError(f"{name}: {key} is corrupt ({exc})") from exc
-    # numpy hands back raw bytes for a member that is not in .npy format.
-    if not isinstance(array, np.ndarray):
-        raise ValueError(f"{name}: {key} is not a .npy array")
-    return array
+        if "pickle" in str(exc):
+            raise ValueError(f"{name}: {key} is a pickled object array, which is refused") from None
+        raise ValueError(f"{name}: {key} is {exc}") from None
+    except _PARSE_ERRORS as exc:
+        raise ValueError(f"{name}: {key} is corrupt ({type(exc).__name__}: {exc})") from None
 
 
 def _parse_header(array: np.ndarray, name: str) -> dict:
@@ -318,8 +535,9 @@ def _parse_header(array: np.ndarray, name: str) -> dict:
         )
     try:
         header = json.loads(array.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{name}: header is not UTF-8 JSON ({exc})") from exc
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, too deep, huge numbers
+        raise ValueError(f"{name}: header is not UTF-8 JSON ({type(exc).__name__}: "
+                         f"{str(exc)[:200]})") from None
     if not isinstance(header, dict):
         raise ValueError(f"{name}: header is not a JSON object")
     if header.get("format") != FORMAT:
@@ -344,7 +562,7 @@ def load_model(
 ) -> ModelFile:
     """Read and check a model file written by :func:`save_model`.
 
-    The file is opened with ``allow_pickle=False``; nothing in it is
+    Nothing is unpickled; nothing in it is
     executed. Every part is checked: the header exists, parses, and names a
     known format and version; sizes, activations and dtype are valid; the
     archive holds exactly ``header, W0, b0, ...``; every array has the
@@ -367,20 +585,21 @@ def load_model(
     FileNotFoundError
         If the file does not exist.
     ValueError
-        If the file is not a readable zip, not a dlfr model, or any check
-        fails; the message names the file and the problem.
+        If the path is not a regular file (a FIFO, a folder: nothing blocks),
+        the file is not a readable zip, its members are compressed, encrypted,
+        named twice or declare more bytes than the file holds, it is not a
+        dlfr model, or any check fails; the message names the file and the
+        problem. Declared sizes and shapes are checked against the file's size
+        before anything is allocated.
     """
     name = os.fspath(path)
-    with open(name, "rb") as f:
+    with open_regular(name) as f:
+        size = os.fstat(f.fileno()).st_size
         if f.read(4) not in _ZIP_MAGIC:
             raise ValueError(f"{name}: not a dlfr model file (not an .npz zip archive)")
         f.seek(0)
-        try:
-            npz = np.load(f, allow_pickle=False)
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
-            raise ValueError(f"{name}: not a readable .npz archive ({exc})") from exc
-        with npz:
-            return _read_model(npz, name, tuple(allowed_activations))
+        with _open_archive(f, size, name) as zf:
+            return _read_model(_Archive(zf, name), name, tuple(allowed_activations))
 
 
 def _read_model(npz: Any, name: str, allowed: tuple[str, ...]) -> ModelFile:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from . import _kernels, io
-from ._validation import as_array, check_ndim, real_dtype
+from ._validation import as_array, check_ndim, real_dtype, targets
 from .layers import Dense
 
 _U8 = np.dtype(np.uint8)
@@ -189,8 +189,13 @@ class Network:
         return self._run(X, n_threads, None, labels=True)
 
     def evaluate(self, X: Any, y: Any) -> float:
-        """Accuracy in [0, 1]; y holds integer labels or one-hot rows."""
-        labels = _labels(y, self.layers[-1].n_out)
+        """Accuracy in [0, 1]; y holds integer labels or one-hot rows.
+
+        y is checked as ``fit`` checks it (the same function, the same messages):
+        a label the network cannot output, a fractional or NaN label, or a
+        non-finite row is refused.
+        """
+        labels = _decide(targets(y, self.layers[-1].n_out, self.dtype))
         X = self._input(X)
         if len(labels) != X.shape[0]:
             raise ValueError(f"X has {X.shape[0]} rows but y has {len(labels)}")
@@ -257,22 +262,6 @@ def _decide(a: np.ndarray) -> np.ndarray:
     if a.shape[1] == 1:
         return (a[:, 0] >= 0.5).astype(np.int64)
     return a.argmax(axis=1)
-
-
-def _labels(y: Any, n_out: int) -> np.ndarray:
-    """Integer labels from labels or one-hot rows (n_out columns)."""
-    arr = np.asarray(y)
-    if arr.dtype.kind not in "iuf":
-        raise TypeError(f"y must hold integer labels or one-hot rows; got dtype {arr.dtype}")
-    if arr.ndim == 2:
-        if arr.shape[1] != n_out:
-            raise ValueError(
-                f"y has {arr.shape[1]} columns but the network has {n_out} outputs"
-            )
-        return _decide(arr)
-    if arr.ndim != 1:
-        raise ValueError(f"y must be 1-D labels or 2-D one-hot rows; got shape {arr.shape}")
-    return arr
 
 
 __all__ = ["Network"]

@@ -13,44 +13,10 @@ from typing import Any
 import numpy as np
 
 from . import _kernels
-from ._validation import as_array, check_ndim, positive_float, positive_int
+from ._validation import as_array, check_ndim, positive_float, positive_int, targets
 from .network import _U8_SCALE, _decide
 
 LOSSES = ("mse", "cross_entropy")
-
-
-def targets(y: Any, n_out: int, dtype: np.dtype, name: str = "y") -> np.ndarray:
-    """Target rows (n, n_out) from integer labels or from rows given as they are."""
-    arr = np.asarray(y)
-    if arr.dtype.kind not in "iuf":
-        raise TypeError(f"{name} must hold integer labels or target rows; got dtype {arr.dtype}")
-    if arr.ndim == 1:
-        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr) & (arr == np.round(arr))):
-            raise ValueError(f"{name} holds labels that are not whole numbers")
-        labels = arr.astype(np.int64)
-        if n_out == 1:
-            if labels.size and not np.all((labels == 0) | (labels == 1)):
-                raise ValueError(f"{name} must hold labels 0 or 1 for a network with one output")
-            return labels.astype(dtype).reshape(-1, 1)
-        if labels.size and (labels.min() < 0 or labels.max() >= n_out):
-            bad = labels[(labels < 0) | (labels >= n_out)][0]
-            raise ValueError(
-                f"{name} holds label {bad}, outside 0..{n_out - 1} for a network with "
-                f"{n_out} outputs"
-            )
-        out = np.zeros((labels.size, n_out), dtype=dtype)
-        out[np.arange(labels.size), labels] = 1
-        return out
-    if arr.ndim == 2:
-        if arr.shape[1] != n_out:
-            raise ValueError(
-                f"{name} has {arr.shape[1]} columns but the network has {n_out} outputs"
-            )
-        out = np.ascontiguousarray(arr, dtype=dtype)
-        if not np.all(np.isfinite(out)):
-            raise ValueError(f"{name} contains NaN or inf")
-        return out
-    raise ValueError(f"{name} must be 1-D labels or 2-D target rows; got shape {arr.shape}")
 
 
 def loss_value(a: np.ndarray, Y: np.ndarray, loss: str, softmax: bool) -> float:
