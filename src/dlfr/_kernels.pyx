@@ -31,6 +31,7 @@ from ._simd cimport *
 cdef extern from "_omp.h" nogil:
     int omp_get_max_threads()
     int omp_get_thread_num()
+    int omp_get_num_procs()
     int DLFR_HAVE_OPENMP
     const char *dlfr_build_compiler
     const char *dlfr_build_flags
@@ -72,6 +73,22 @@ FEW_ROWS_OWN = FEW_ROWS_OWN_
 PARALLEL_MIN_ELEMENTS = PARALLEL_MIN_ELEMENTS_
 cdef Py_ssize_t ELEMENT_CHUNK = 1 << 15
 
+# The most threads dlfr ever asks OpenMP for: THREADS_PER_PROC times the
+# processors this process may run on (omp_get_num_procs() honours the CPU
+# affinity mask), read once at import. Every thread count dlfr hands to
+# OpenMP (n_threads arguments, OMP_NUM_THREADS through omp_get_max_threads())
+# is lowered to it: more threads than that only share the same cores, and tens
+# of thousands of them crash libgomp (thread creation fails; the process ends).
+cdef enum:
+    THREADS_PER_PROC = 4
+cdef int THREAD_CAP_ = max(1, THREADS_PER_PROC * omp_get_num_procs())
+THREAD_CAP = THREAD_CAP_
+
+
+cdef inline int _max_threads() noexcept nogil:
+    """omp_get_max_threads(), at most THREAD_CAP."""
+    return max(1, min(omp_get_max_threads(), THREAD_CAP_))
+
 
 def select_simd(int level):
     """Use at most this SIMD level (SIMD_LEVELS: 0 generic, 1 AVX2, 2 AVX-512, 3 NEON);
@@ -90,7 +107,7 @@ def build_info():
         "compiler": dlfr_build_compiler.decode(),
         "flags": dlfr_build_flags.decode(),
         "openmp": bool(DLFR_HAVE_OPENMP),
-        "max_threads": omp_get_max_threads(),
+        "max_threads": _max_threads(),
         "simd_supported": dlfr_simd_name(dlfr_simd_supported()).decode(),
         "simd_in_use": dlfr_simd_name(dlfr_simd_level()).decode(),
         "gemm": (("dlfr's kernels at every width" if dlfr_gemm_wide() else
@@ -109,8 +126,9 @@ def gemm_wide():
 
 
 cpdef int max_threads() noexcept:
-    """OpenMP's current thread limit (1 without OpenMP); threadpoolctl can lower it."""
-    return omp_get_max_threads()
+    """OpenMP's current thread limit (1 without OpenMP; threadpoolctl can lower
+    it), at most THREAD_CAP: the threads dlfr uses when not told otherwise."""
+    return _max_threads()
 
 
 # ---- elementwise kernels (1-D contiguous views; the caller flattens) ----
@@ -144,10 +162,11 @@ cdef void _elementwise_threads(Elementwise op, const floating *x, const floating
                                floating *out, Py_ssize_t n, int act) noexcept nogil:
     """op over n elements, in chunks on every thread when n is large enough."""
     cdef Py_ssize_t chunk = ELEMENT_CHUNK, n_chunks = (n + chunk - 1) // chunk, c
-    if n < PARALLEL_MIN_ELEMENTS_ or omp_get_max_threads() == 1:
+    cdef int threads = _max_threads()
+    if n < PARALLEL_MIN_ELEMENTS_ or threads == 1:
         _elementwise(op, x, y, out, n, act)
         return
-    for c in prange(n_chunks, num_threads=omp_get_max_threads(), schedule="static"):
+    for c in prange(n_chunks, num_threads=threads, schedule="static"):
         _elementwise(op, x + c * chunk, y + c * chunk if y != NULL else NULL, out + c * chunk,
                      min(chunk, n - c * chunk), act)
 
@@ -262,7 +281,7 @@ cdef void _own_dense(const floating *X, const floating *W, const floating *b, fl
     cdef Py_ssize_t chunk = CHUNK_ROWS, n_chunks = (n + chunk - 1) // chunk, c
     cdef int threads = 1
     if n >= PARALLEL_MIN_ROWS_ and n * n_in * n_out >= PARALLEL_MIN_WORK:
-        threads = omp_get_max_threads()
+        threads = _max_threads()
     if threads == 1:
         for c in range(n_chunks):
             _dense_rows(X, W, b, out, c * chunk, min(chunk, n - c * chunk), n_in, n_out, act)
@@ -715,7 +734,7 @@ cdef class Engine:
         of columns; anything else returns None and the caller converts it or
         raises the error.
         ``n_threads``: None for every core; batches below PARALLEL_MIN_ROWS
-        stay on one thread.
+        stay on one thread; at most THREAD_CAP threads run whatever is asked.
         """
         cdef int threads, is_u8 = _ready(X, 2, cnp.NPY_UINT8)
         cdef bint own_wide
@@ -756,13 +775,13 @@ cdef class Engine:
 
 cdef int _thread_count(object n_threads) except -1:
     if n_threads is None:
-        return omp_get_max_threads()
+        return _max_threads()
     try:
         value = 0 if isinstance(n_threads, bool) else index(n_threads)
     except TypeError:
         value = 0
     if value >= 1:
-        return min(value, 1 << 16)
+        return min(value, THREAD_CAP_)
     raise ValueError(f"n_threads must be None or a positive integer; got {n_threads!r}")
 
 

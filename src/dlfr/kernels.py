@@ -118,7 +118,8 @@ def dense(X: Any, W: Any, b: Any, activation: str = "sigmoid", out: Any = None) 
         Written in place and returned; must not overlap X, W or b.
 
     A big batch runs on every core OpenMP allows (threadpoolctl can limit
-    it), or on BLAS's threads where BLAS computes the layer (see
+    it; never more than 4 threads per processor the process may use), or on
+    BLAS's threads where BLAS computes the layer (see
     ``dlfr.show_config()``'s "gemm"). The GIL is released for all but tiny
     layers.
     """

@@ -149,8 +149,10 @@ class Network:
         X may be any real array (converted to the network's dtype) or uint8,
         e.g. raw pixels, which the first layer reads directly, multiplied by
         ``scale`` (default 1/255 for uint8), with no float copy of X.
-        ``n_threads``: None uses every core; small batches stay on one thread.
-        Where a layer goes to BLAS (over 64 units at a SIMD level without AVX-512;
+        ``n_threads``: None uses every core; small batches stay on one thread;
+        never more than ``dlfr._kernels.THREAD_CAP`` threads (4 per processor
+        the process may use), whatever is asked. Where a layer goes to BLAS
+        (over 64 units at a SIMD level without AVX-512;
         ``dlfr.show_config()`` tells) the network leaves the threading to BLAS
         instead (one threading runtime per call; set its threads with
         threadpoolctl). The GIL is released while the network runs.

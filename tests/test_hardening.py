@@ -1,0 +1,71 @@
+"""Hardening: thread caps, BLAS sizes, non-finite input, Ctrl-C, environment."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from dlfr import Network, _kernels
+
+
+def _run_python(code: str, env: dict[str, str] | None = None,
+                timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=full_env, timeout=timeout)
+
+
+# ---- 1. thread counts are capped -------------------------------------------------
+
+def test_thread_cap_is_a_few_per_processor():
+    assert 1 <= _kernels.THREAD_CAP <= 4 * max(1, os.cpu_count() or 1)
+    assert 1 <= _kernels.max_threads() <= _kernels.THREAD_CAP
+
+
+def test_huge_n_threads_does_not_crash_predict():
+    # 65536 chunks of 120 rows: before the cap, 65536 OpenMP threads (SIGSEGV)
+    code = (
+        "import numpy as np, dlfr\n"
+        "net = dlfr.Network([1, 1], seed=0)\n"
+        "X = np.ones((65536 * 120, 1), np.float32)\n"
+        "labels = net.predict(X, n_threads=65536)\n"
+        "assert labels.shape == (65536 * 120,)\n"
+        "assert (labels == net.predict(X[:1], n_threads=1)[0]).all()\n"
+        "print('ok')\n"
+    )
+    proc = _run_python(code)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
+
+
+def test_huge_omp_num_threads_does_not_crash_elementwise_kernels():
+    code = (
+        "import numpy as np, dlfr\n"
+        "z = np.linspace(-5, 5, 1 << 20).astype(np.float32)\n"
+        "s = dlfr.kernels.sigmoid(z)\n"
+        "assert np.allclose(s, 1 / (1 + np.exp(-z.astype(np.float64))), atol=1e-6)\n"
+        "X = np.ones((4096, 64), np.float32); W = np.ones((64, 64), np.float32)\n"
+        "dlfr.kernels.dense(X, W, np.zeros(64, np.float32))\n"
+        "net = dlfr.Network([64, 16, 10], seed=0)\n"
+        "net.predict(X)\n"
+        "print(dlfr._kernels.max_threads())\n"
+    )
+    proc = _run_python(code, {"OMP_NUM_THREADS": "100000"})
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout) == _kernels.THREAD_CAP
+
+
+def test_huge_threads_does_not_crash_cli_predict(tmp_path):
+    net = Network([1, 1], seed=0)
+    net.save(tmp_path / "m.npz")
+    np.save(tmp_path / "x.npy", np.ones((65536 * 120, 1), np.float32))
+    proc = subprocess.run(
+        [sys.executable, "-m", "dlfr", "predict", str(tmp_path / "m.npz"),
+         str(tmp_path / "x.npy"), "--threads", "65536", "--out", str(tmp_path / "y.npy")],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert np.load(tmp_path / "y.npy").shape == (65536 * 120,)
