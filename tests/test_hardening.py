@@ -7,8 +7,9 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
-from dlfr import Network, _kernels
+from dlfr import Network, _kernels, kernels
 
 
 def _run_python(code: str, env: dict[str, str] | None = None,
@@ -69,3 +70,65 @@ def test_huge_threads_does_not_crash_cli_predict(tmp_path):
         capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert np.load(tmp_path / "y.npy").shape == (65536 * 120,)
+
+
+# ---- 10. environment, uint8 in kernels.dense, scale -------------------------------
+
+_CHILD_SEES = (
+    "import os, subprocess, sys\n"
+    "import dlfr\n"
+    "print(os.environ.get('GOMP_SPINCOUNT'))\n"
+    "print(subprocess.run([sys.executable, '-c', "
+    "'import os; print(os.environ.get(\"GOMP_SPINCOUNT\"))'],"
+    " capture_output=True, text=True).stdout.strip())\n"
+)
+
+
+def _env_without_omp_wait() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+
+
+def test_import_does_not_export_gomp_spincount():
+    proc = subprocess.run([sys.executable, "-c", _CHILD_SEES], capture_output=True, text=True,
+                          env=_env_without_omp_wait(), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["None", "None"]
+
+
+def test_users_gomp_spincount_is_kept():
+    env = dict(_env_without_omp_wait(), GOMP_SPINCOUNT="5")
+    proc = subprocess.run([sys.executable, "-c", _CHILD_SEES], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["5", "5"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_reads_uint8_as_pixels_like_forward(dtype):
+    rng = np.random.default_rng(0)
+    net = Network([20, 5], activation="identity", dtype=dtype, seed=0)
+    X = rng.integers(0, 256, size=(7, 20)).astype(np.uint8)
+    layer = net.layers[0]
+    got = kernels.dense(X, layer.W, layer.b, activation="identity")
+    assert got.dtype == dtype
+    # dense puts a 5-column layer on BLAS, forward on its padded GEMM: rounding apart
+    np.testing.assert_allclose(got, net.forward(X), rtol=1e-6, atol=1e-6)
+    expected = (X.astype(np.float64) / 255) @ layer.W.astype(np.float64) + layer.b
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("scale", ["0.5", float("nan"), float("inf"), -1.0, 0.0, True, 1j])
+def test_forward_refuses_bad_scale(scale):
+    net = Network([3, 2], seed=0)
+    X = np.ones((2, 3), np.uint8)
+    before = [layer.W.copy() for layer in net.layers]
+    with pytest.raises(ValueError, match="scale must be a positive finite"):
+        net.forward(X, scale=scale)
+    assert all(np.array_equal(a, layer.W) for a, layer in zip(before, net.layers, strict=True))
+
+
+def test_forward_takes_a_good_scale():
+    net = Network([3, 2], seed=0)
+    X = np.full((2, 3), 2, np.uint8)
+    np.testing.assert_array_equal(net.forward(X, scale=np.float32(0.5)),
+                                  net.forward(np.ones((2, 3), np.float32)))

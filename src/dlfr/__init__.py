@@ -12,20 +12,25 @@ import os
 # tens of microseconds: back-to-back calls find them awake) and then sleep,
 # instead of libgomp's default 300,000 (milliseconds of a busy core after
 # every call). Fully passive waiting would cost ~60 us to wake them on every
-# call. Read once, when the OpenMP runtime loads; the user's own
-# OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
+# call. libgomp reads the variable once, when it loads with the compiled
+# module; it is then taken out of os.environ again, so that child processes
+# do not inherit it. The user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
+# (A libgomp that another module loaded before dlfr keeps its own setting.)
+_omp_wait: str | None = None
 if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+    _omp_wait = "GOMP_SPINCOUNT=1000 (dlfr's OpenMP runtime only)"
     os.environ["GOMP_SPINCOUNT"] = "1000"
+try:
+    from . import _kernels  # noqa: E402, F401  (fails loudly when the extension is missing)
+finally:
+    if _omp_wait is not None:
+        os.environ.pop("GOMP_SPINCOUNT", None)
 
-from . import (  # noqa: E402
-    _kernels,  # noqa: F401  (fails loudly when the extension is missing)
-    datasets,
-    kernels,
-)
-from ._config import show_config
-from .layers import Dense
-from .network import Network
-from .perceptron import Perceptron
+from . import datasets, kernels  # noqa: E402
+from ._config import show_config  # noqa: E402
+from .layers import Dense  # noqa: E402
+from .network import Network  # noqa: E402
+from .perceptron import Perceptron  # noqa: E402
 
 __version__ = "0.1.0"
 

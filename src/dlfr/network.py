@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from . import _kernels, io
-from ._validation import as_array, check_ndim, real_dtype
+from ._validation import as_array, check_ndim, positive_float, real_dtype
 from .layers import Dense
 
 _U8 = np.dtype(np.uint8)
@@ -148,7 +148,8 @@ class Network:
 
         X may be any real array (converted to the network's dtype) or uint8,
         e.g. raw pixels, which the first layer reads directly, multiplied by
-        ``scale`` (default 1/255 for uint8), with no float copy of X.
+        ``scale`` (a finite positive real number; default 1/255), with no float
+        copy of X.
         ``n_threads``: None uses every core; small batches stay on one thread;
         never more than ``dlfr._kernels.THREAD_CAP`` threads (4 per processor
         the process may use), whatever is asked. Where a layer goes to BLAS
@@ -167,6 +168,8 @@ class Network:
             out = self._engine.run(X, n_threads, _U8_SCALE, labels)
             if out is not None:
                 return out
+        if scale is not None:
+            scale = positive_float(scale, "scale")
         X = self._input(X)
         if scale is None:
             scale = _U8_SCALE
