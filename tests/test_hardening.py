@@ -132,3 +132,35 @@ def test_forward_takes_a_good_scale():
     X = np.full((2, 3), 2, np.uint8)
     np.testing.assert_array_equal(net.forward(X, scale=np.float32(0.5)),
                                   net.forward(np.ones((2, 3), np.float32)))
+
+
+# ---- 2. BLAS calls over more rows than an int holds go in pieces --------------------
+
+@pytest.mark.parametrize("rows", [1, 7, 64, 999])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_blas_rows_in_pieces(dtype, rows):
+    """Each piece of at most BLAS_MAX_ROWS rows is one BLAS call (2**31 - 1 in
+    use; shrunk here so that the split runs without 2**31 rows)."""
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((1000, 37)).astype(dtype)
+    W = rng.standard_normal((37, 5)).astype(dtype)  # 5 columns: not whole panels, BLAS
+    b = rng.standard_normal(5).astype(dtype)
+    out = np.full((1000, 5), np.nan, dtype)
+    previous = _kernels.set_blas_max_rows(rows)
+    try:
+        kernels.dense(X, W, b, activation="identity", out=out)
+        small = kernels.dense(X[:3], W, b, activation="identity")
+    finally:
+        _kernels.set_blas_max_rows(previous)
+    expected = X.astype(np.float64) @ W.astype(np.float64) + b
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out, expected, rtol=tol, atol=tol)
+    np.testing.assert_allclose(small, expected[:3], rtol=tol, atol=tol)
+
+
+def test_blas_max_rows_bounds():
+    with pytest.raises(ValueError, match="rows must be in"):
+        _kernels.set_blas_max_rows(0)
+    with pytest.raises(ValueError, match="rows must be in"):
+        _kernels.set_blas_max_rows(2**31)
+    assert _kernels.set_blas_max_rows(2**31 - 1) == 2**31 - 1

@@ -20,6 +20,7 @@ from cython.parallel cimport prange
 
 cimport numpy as cnp
 from cpython.pyport cimport PY_SSIZE_T_MAX
+from libc.limits cimport INT_MAX
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
@@ -225,6 +226,27 @@ cdef inline void _gemm_update(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const fl
         dlfr_gemm_update_f64(m, n, k, A, lda, B, ldb, C, ldc, alpha, ahead)
 
 
+# BLAS takes sizes as C ints: a call over more rows than this is made in row
+# pieces (the other sizes, columns and leading dimensions, are checked to fit
+# before any work: _blas_sizes_fit). A variable so that tests can shrink it.
+cdef Py_ssize_t BLAS_MAX_ROWS = INT_MAX
+
+
+def set_blas_max_rows(Py_ssize_t rows):
+    """For tests: the most rows one BLAS call takes (1 .. 2**31 - 1); returns
+    the previous value. Not while another thread is inside dlfr."""
+    global BLAS_MAX_ROWS
+    if not 1 <= rows <= INT_MAX:
+        raise ValueError(f"rows must be in 1 .. {INT_MAX}; got {rows}")
+    previous, BLAS_MAX_ROWS = BLAS_MAX_ROWS, rows
+    return previous
+
+
+cdef inline bint _blas_sizes_fit(Py_ssize_t n_in, Py_ssize_t n_out) noexcept nogil:
+    """Whether a layer's sizes fit BLAS's int arguments (k, n, lda, ldb, ldc)."""
+    return n_in <= INT_MAX and n_out <= INT_MAX
+
+
 cdef inline void _blas_gemm_rowmajor(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                                      const floating *A, Py_ssize_t lda,
                                      const floating *B, Py_ssize_t ldb,
@@ -232,17 +254,24 @@ cdef inline void _blas_gemm_rowmajor(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
     """C (m x n) = A (m x k) @ B (k x n) + beta*C, row-major, via column-major BLAS.
 
     Row-major C is column-major C^T = B^T A^T: swap the operands, no copies.
+    m is split into pieces of at most BLAS_MAX_ROWS rows; n, k and the leading
+    dimensions must fit in an int (the callers check: _blas_sizes_fit).
     """
     cdef char no = b'N'
-    cdef int im = <int>m, inn = <int>n, ik = <int>k
+    cdef Py_ssize_t r = 0, piece
+    cdef int im, inn = <int>n, ik = <int>k
     cdef int ilda = <int>lda, ildb = <int>ldb, ildc = <int>ldc
     cdef floating one = 1
-    if floating is float:
-        sgemm(&no, &no, &inn, &im, &ik, &one, <float *>B, &ildb, <float *>A, &ilda,
-              &beta, C, &ildc)
-    else:
-        dgemm(&no, &no, &inn, &im, &ik, &one, <double *>B, &ildb, <double *>A, &ilda,
-              &beta, C, &ildc)
+    while r < m:
+        piece = min(m - r, BLAS_MAX_ROWS)
+        im = <int>piece
+        if floating is float:
+            sgemm(&no, &no, &inn, &im, &ik, &one, <float *>B, &ildb, <float *>(A + r * lda),
+                  &ilda, &beta, C + r * ldc, &ildc)
+        else:
+            dgemm(&no, &no, &inn, &im, &ik, &one, <double *>B, &ildb, <double *>(A + r * lda),
+                  &ilda, &beta, C + r * ldc, &ildc)
+        r += piece
 
 
 cdef inline bint _own_wide(Py_ssize_t rows) noexcept nogil:
@@ -334,6 +363,9 @@ cdef void _dense(const floating *X, const floating *W, const floating *b, floati
 def dense(const floating[:, ::1] X, const floating[:, ::1] W, const floating[::1] b,
           floating[:, ::1] out, int act):
     """out = act(X @ W + b) for validated arguments (see _dense)."""
+    if not _blas_sizes_fit(W.shape[0], W.shape[1]):
+        raise ValueError(f"W has shape {tuple(W.shape)}: dlfr takes at most {INT_MAX} "
+                         "inputs and outputs per layer")
     if X.shape[0] == 0 or W.shape[1] == 0:
         return
     with nogil:
@@ -438,7 +470,8 @@ def dense_fast(object X, object W, object b, object out, int act):
     n = cnp.PyArray_DIM(<cnp.ndarray>X, 0)
     n_in = cnp.PyArray_DIM(<cnp.ndarray>W, 0)
     n_out = cnp.PyArray_DIM(<cnp.ndarray>W, 1)
-    if cnp.PyArray_DIM(<cnp.ndarray>X, 1) != n_in or cnp.PyArray_DIM(<cnp.ndarray>b, 0) != n_out:
+    if (cnp.PyArray_DIM(<cnp.ndarray>X, 1) != n_in or cnp.PyArray_DIM(<cnp.ndarray>b, 0) != n_out
+            or not _blas_sizes_fit(n_in, n_out)):  # the full path raises the error
         return None
     if out is None:
         out = _new_rows(n, n_out, typenum)
@@ -573,6 +606,9 @@ cdef int _describe(Net *net, list weights, list biases, list n_outs, list acts,
                 or views[2 * i + 1].shape[0] != net.ld[i]
                 or (i > 0 and net.n_in[i] != net.n_out[i - 1])):
             raise ValueError("dlfr._kernels: layer arrays do not chain or are not padded")
+        if not _blas_sizes_fit(net.n_in[i], net.ld[i]):
+            raise ValueError(f"layer {i}: dlfr takes at most {INT_MAX} inputs and outputs "
+                             "per layer")
         if net.n_out[i] > NARROW_MAX_:
             net.wide = 1
         if net.ld[i] > net.max_ld:
