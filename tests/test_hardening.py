@@ -164,3 +164,137 @@ def test_blas_max_rows_bounds():
     with pytest.raises(ValueError, match="rows must be in"):
         _kernels.set_blas_max_rows(2**31)
     assert _kernels.set_blas_max_rows(2**31 - 1) == 2**31 - 1
+
+
+# ---- 4. NaN and inf in X are refused, naming the first bad row ---------------------
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("n_threads", [1, 2, None])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows", [(0,), (5,), (9999, 300, 4000), (130, 7000)])
+def test_predict_refuses_non_finite_rows(rows, dtype, n_threads, bad):
+    net = Network([30, 16, 10], dtype=dtype, seed=0)
+    X = np.random.default_rng(0).standard_normal((10000, 30)).astype(dtype)
+    for r in rows:
+        X[r, 17] = bad
+    first = min(rows)
+    for call in (net.predict, net.forward):
+        with pytest.raises(ValueError, match=rf"X holds NaN or inf in row {first};"):
+            call(X, n_threads=n_threads)
+    with pytest.raises(ValueError, match=rf"row {first};"):
+        net.predict(X[: max(rows) + 1].astype(np.float16))  # through the converting path
+    # switched off: NaN propagates as before
+    out = net.forward(X, n_threads=n_threads, check_finite=False)
+    if np.isnan(bad):  # (an inf may saturate the sigmoids into finite outputs)
+        assert np.isnan(out[first]).all()
+    good = np.setdiff1d(np.arange(len(X)), rows)
+    np.testing.assert_array_equal(out[good], net.forward(X[good], n_threads=n_threads))
+    assert net.predict(X, n_threads=n_threads, check_finite=False).shape == (len(X),)
+
+
+def test_non_finite_checked_on_the_converted_path_and_in_evaluate():
+    net = Network([3, 2], seed=0)
+    X = [[0.0, 1.0, 2.0], [0.0, float("nan"), 1.0]]
+    with pytest.raises(ValueError, match="row 1;"):
+        net.predict(X)
+    with pytest.raises(ValueError, match="row 1;"):
+        net.forward(np.asfortranarray(np.array(X)))
+    with pytest.raises(ValueError, match="row 1;"):
+        net.evaluate(X, [0, 1])
+    assert 0 <= net.evaluate(X, [0, 1], check_finite=False) <= 1
+    # uint8 is always finite
+    assert net.predict(np.full((3, 3), 255, np.uint8)).shape == (3,)
+
+
+def test_cli_predict_refuses_non_finite(tmp_path):
+    net = Network([3, 2], seed=0)
+    net.save(tmp_path / "m.npz")
+    X = np.zeros((4, 3), np.float32)
+    X[2, 1] = np.inf
+    np.save(tmp_path / "x.npy", X)
+    cmd = [sys.executable, "-m", "dlfr", "predict", str(tmp_path / "m.npz"),
+           str(tmp_path / "x.npy")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "row 2" in proc.stderr
+    proc = subprocess.run(cmd + ["--no-check-finite"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.split()) == 4
+
+
+def test_dask_refuses_non_finite_naming_the_row():
+    da = pytest.importorskip("dask.array")
+    dd = pytest.importorskip("dask.dataframe")
+    pd = pytest.importorskip("pandas")
+    from dlfr import dask as dlfr_dask
+
+    net = Network([4, 3], seed=0)
+    X = np.random.default_rng(0).standard_normal((100, 4)).astype(np.float32)
+    X[57, 2] = np.nan
+    dX = da.from_array(X, chunks=(25, 4))
+    for proba in (False, True):
+        with pytest.raises(ValueError, match="row 57;"):
+            dlfr_dask.predict(net, dX, proba=proba).compute(scheduler="sync")
+    out = dlfr_dask.predict(net, dX, check_finite=False).compute(scheduler="sync")
+    np.testing.assert_array_equal(out, net.predict(X, check_finite=False))
+    df = dd.from_pandas(pd.DataFrame(X, index=np.arange(100) + 1000), npartitions=4)
+    with pytest.raises(ValueError, match="index 1057"):
+        dlfr_dask.predict_partitions(net, df).compute(scheduler="sync")
+    out = dlfr_dask.predict_partitions(net, df, check_finite=False).compute(scheduler="sync")
+    np.testing.assert_array_equal(out.to_numpy(), net.predict(X, check_finite=False))
+
+
+# ---- 8. Ctrl-C is answered promptly -----------------------------------------------
+
+_SIGINT_CHILD = """
+import sys, time
+import numpy as np
+import dlfr
+what = sys.argv[1]
+rng = np.random.default_rng(0)
+if what == "predict":
+    net = dlfr.Network([784, 4000, 10], seed=0)
+    X = rng.integers(0, 256, (40000, 784), dtype=np.uint8)  # seconds of work
+    call = lambda: net.predict(X)
+else:
+    net = dlfr.Network([784, 1000, 10], seed=0)
+    X = rng.random((20000, 784), dtype=np.float32)
+    y = rng.integers(0, 10, 20000)
+    call = lambda: net.fit(X, y, epochs=3, batch_size=10, learning_rate=0.5, seed=0)
+    before = [layer.W.copy() for layer in net.layers] + [layer.b.copy() for layer in net.layers]
+print("ready", flush=True)
+try:
+    call()
+    print("finished", flush=True)
+except KeyboardInterrupt:
+    print("interrupted", time.monotonic(), flush=True)
+    if what == "fit":
+        now = [layer.W for layer in net.layers] + [layer.b for layer in net.layers]
+        same = all(np.array_equal(a, b) for a, b in zip(before, now))
+        print("weights_as_at_start", same, flush=True)
+"""
+
+
+@pytest.mark.parametrize("what", ["predict", "fit"])
+def test_sigint_is_answered_promptly(what):
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-c", _SIGINT_CHILD, what], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(0.7)  # well inside the call (the first epoch, for fit)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    lines = out.split("\n")
+    assert lines[0].startswith("interrupted"), (out, err)
+    latency = float(lines[0].split()[1]) - sent
+    print(f"{what}: SIGINT answered after {latency * 1000:.1f} ms")
+    assert latency < 1.0
+    if what == "fit":
+        assert lines[1] == "weights_as_at_start True"

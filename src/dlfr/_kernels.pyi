@@ -44,7 +44,12 @@ class Engine:
         cls, weights: list[_Float], biases: list[_Float], n_outs: list[int], acts: list[int]
     ) -> Engine: ...
     def run(
-        self, X: object, n_threads: int | None = None, scale: float = 1.0, labels: bool = False
+        self,
+        X: object,
+        n_threads: int | None = None,
+        scale: float = 1.0,
+        labels: bool = False,
+        check_finite: bool = True,
     ) -> npt.NDArray[Any] | None: ...
 
 @disjoint_base
