@@ -84,18 +84,19 @@ def test_predict_equals_in_memory(client, scheduler, dtype):
     net = Network([20, 16, 3], dtype=dtype, seed=1)
     X = random_X(20, ROW_CHUNKS, dtype, nan_every=50_000)  # a few NaN rows propagate
     Xn = compute(X, "threads", None)
-    labels, proba = dlfr_dask.predict(net, X), dlfr_dask.predict(net, X, proba=True)
+    labels = dlfr_dask.predict(net, X, check_finite=False)
+    proba = dlfr_dask.predict(net, X, proba=True, check_finite=False)
     assert labels.dtype == np.int64 and labels.chunks == (ROW_CHUNKS,)
     assert proba.dtype == net.dtype and proba.chunks == (ROW_CHUNKS, (3,))
     assert labels._meta.shape == (0,) and proba._meta.shape == (0, 0)
     got_labels, got_proba = compute(labels, scheduler, client), compute(proba, scheduler, client)
     assert got_labels.dtype == np.int64 and got_proba.dtype == net.dtype
-    want = net.forward(Xn)
+    want = net.forward(Xn, check_finite=False)
     assert np.isnan(want).any() and not np.isnan(want).all()
     np.testing.assert_array_equal(got_proba, want)
-    np.testing.assert_array_equal(got_labels, net.predict(Xn))
+    np.testing.assert_array_equal(got_labels, net.predict(Xn, check_finite=False))
     # and with one thread in memory
-    np.testing.assert_array_equal(net.forward(Xn, n_threads=1), want)
+    np.testing.assert_array_equal(net.forward(Xn, n_threads=1, check_finite=False), want)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -181,8 +182,9 @@ def test_predict_partitions_converts_integers_and_nullable_columns():
         "c": np.linspace(-1, 1, 12, dtype=np.float32),
     })
     df = dd.from_pandas(pdf, npartitions=3)
-    got = dlfr_dask.predict_partitions(net, df, proba=True).compute(scheduler="threads")
-    want = net.forward(pdf.to_numpy(dtype=np.float64, na_value=np.nan))
+    got = dlfr_dask.predict_partitions(net, df, proba=True,
+                                       check_finite=False).compute(scheduler="threads")
+    want = net.forward(pdf.to_numpy(dtype=np.float64, na_value=np.nan), check_finite=False)
     assert np.isnan(want[1]).all()
     np.testing.assert_array_equal(got.to_numpy(), want)
 

@@ -12,11 +12,14 @@ import os
 # tens of microseconds: back-to-back calls find them awake) and then sleep,
 # instead of libgomp's default 300,000 (milliseconds of a busy core after
 # every call). Fully passive waiting would cost ~60 us to wake them on every
-# call. Read once, when the OpenMP runtime loads; the user's own
-# OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
+# call. libgomp reads the variable once, when it loads with the compiled
+# module; it is then taken out of os.environ again, so that child processes
+# do not inherit it. The user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
+# (A libgomp that another module loaded before dlfr keeps its own setting.)
+_omp_wait: str | None = None
 if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+    _omp_wait = "GOMP_SPINCOUNT=1000 (dlfr's OpenMP runtime only)"
     os.environ["GOMP_SPINCOUNT"] = "1000"
-
 
 
 def _run_as_command() -> bool:
@@ -32,7 +35,7 @@ def _run_as_command() -> bool:
 
 
 try:
-    from . import _kernels  # noqa: F401  (fails loudly when the extension is missing)
+    from . import _kernels  # noqa: E402, F401  (fails loudly when the extension is missing)
 except ValueError as _exc:
     # DLFR_SIMD names no level: read when the compiled module loads, before the
     # command's main() could catch it. The command reports it as the bad input
@@ -43,6 +46,9 @@ except ValueError as _exc:
         print(f"dlfr: error: {_exc}", file=sys.stderr)
         raise SystemExit(2) from None
     raise
+finally:
+    if _omp_wait is not None:
+        os.environ.pop("GOMP_SPINCOUNT", None)
 
 from . import datasets, kernels  # noqa: E402
 from ._config import show_config  # noqa: E402

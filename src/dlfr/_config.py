@@ -15,7 +15,7 @@ def config_info() -> dict[str, Any]:
     import numpy
     import scipy
 
-    from . import __version__
+    from . import __version__, _omp_wait
 
     try:
         import Cython
@@ -48,7 +48,7 @@ def config_info() -> dict[str, Any]:
         "openmp": build["openmp"],
         "threads": build["max_threads"],
         "omp_wait": ", ".join(f"{k}={os.environ[k]}" for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
-                              if k in os.environ) or "runtime default",
+                              if k in os.environ) or _omp_wait or "runtime default",
         "simd_supported": build["simd_supported"],
         "simd_in_use": build["simd_in_use"],
         "gemm": build["gemm"],

@@ -19,8 +19,11 @@ from cython cimport floating
 from cython.parallel cimport prange
 
 cimport numpy as cnp
+from cpython.exc cimport PyErr_CheckSignals
 from cpython.pyport cimport PY_SSIZE_T_MAX
+from libc.limits cimport INT_MAX
 from libc.stdint cimport int64_t
+from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
@@ -28,9 +31,15 @@ from scipy.linalg.cython_blas cimport dgemm, sgemm
 from ._simd cimport *
 
 
+cdef extern from "_finite.h" nogil:
+    Py_ssize_t dlfr_first_nonfinite_row_f32(const float *x, Py_ssize_t rows, Py_ssize_t cols)
+    Py_ssize_t dlfr_first_nonfinite_row_f64(const double *x, Py_ssize_t rows, Py_ssize_t cols)
+
+
 cdef extern from "_omp.h" nogil:
     int omp_get_max_threads()
     int omp_get_thread_num()
+    int omp_get_num_procs()
     int DLFR_HAVE_OPENMP
     const char *dlfr_build_compiler
     const char *dlfr_build_flags
@@ -73,6 +82,22 @@ FEW_ROWS_OWN = FEW_ROWS_OWN_
 PARALLEL_MIN_ELEMENTS = PARALLEL_MIN_ELEMENTS_
 cdef Py_ssize_t ELEMENT_CHUNK = 1 << 15
 
+# The most threads dlfr ever asks OpenMP for: THREADS_PER_PROC times the
+# processors this process may run on (omp_get_num_procs() honours the CPU
+# affinity mask), read once at import. Every thread count dlfr hands to
+# OpenMP (n_threads arguments, OMP_NUM_THREADS through omp_get_max_threads())
+# is lowered to it: more threads than that only share the same cores, and tens
+# of thousands of them crash libgomp (thread creation fails; the process ends).
+cdef enum:
+    THREADS_PER_PROC = 4
+cdef int THREAD_CAP_ = max(1, THREADS_PER_PROC * omp_get_num_procs())
+THREAD_CAP = THREAD_CAP_
+
+
+cdef inline int _max_threads() noexcept nogil:
+    """omp_get_max_threads(), at most THREAD_CAP."""
+    return max(1, min(omp_get_max_threads(), THREAD_CAP_))
+
 
 def select_simd(int level):
     """Use at most this SIMD level (SIMD_LEVELS: 0 generic, 1 AVX2, 2 AVX-512, 3 NEON);
@@ -91,7 +116,7 @@ def build_info():
         "compiler": dlfr_build_compiler.decode(),
         "flags": dlfr_build_flags.decode(),
         "openmp": bool(DLFR_HAVE_OPENMP),
-        "max_threads": omp_get_max_threads(),
+        "max_threads": _max_threads(),
         "simd_supported": dlfr_simd_name(dlfr_simd_supported()).decode(),
         "simd_in_use": dlfr_simd_name(dlfr_simd_level()).decode(),
         "gemm": (("dlfr's kernels at every width" if dlfr_gemm_wide() else
@@ -110,8 +135,9 @@ def gemm_wide():
 
 
 cpdef int max_threads() noexcept:
-    """OpenMP's current thread limit (1 without OpenMP); threadpoolctl can lower it."""
-    return omp_get_max_threads()
+    """OpenMP's current thread limit (1 without OpenMP; threadpoolctl can lower
+    it), at most THREAD_CAP: the threads dlfr uses when not told otherwise."""
+    return _max_threads()
 
 
 # ---- elementwise kernels (1-D contiguous views; the caller flattens) ----
@@ -145,10 +171,11 @@ cdef void _elementwise_threads(Elementwise op, const floating *x, const floating
                                floating *out, Py_ssize_t n, int act) noexcept nogil:
     """op over n elements, in chunks on every thread when n is large enough."""
     cdef Py_ssize_t chunk = ELEMENT_CHUNK, n_chunks = (n + chunk - 1) // chunk, c
-    if n < PARALLEL_MIN_ELEMENTS_ or omp_get_max_threads() == 1:
+    cdef int threads = _max_threads()
+    if n < PARALLEL_MIN_ELEMENTS_ or threads == 1:
         _elementwise(op, x, y, out, n, act)
         return
-    for c in prange(n_chunks, num_threads=omp_get_max_threads(), schedule="static"):
+    for c in prange(n_chunks, num_threads=threads, schedule="static"):
         _elementwise(op, x + c * chunk, y + c * chunk if y != NULL else NULL, out + c * chunk,
                      min(chunk, n - c * chunk), act)
 
@@ -207,6 +234,27 @@ cdef inline void _gemm_update(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const fl
         dlfr_gemm_update_f64(m, n, k, A, lda, B, ldb, C, ldc, alpha, ahead)
 
 
+# BLAS takes sizes as C ints: a call over more rows than this is made in row
+# pieces (the other sizes, columns and leading dimensions, are checked to fit
+# before any work: _blas_sizes_fit). A variable so that tests can shrink it.
+cdef Py_ssize_t BLAS_MAX_ROWS = INT_MAX
+
+
+def set_blas_max_rows(Py_ssize_t rows):
+    """For tests: the most rows one BLAS call takes (1 .. 2**31 - 1); returns
+    the previous value. Not while another thread is inside dlfr."""
+    global BLAS_MAX_ROWS
+    if not 1 <= rows <= INT_MAX:
+        raise ValueError(f"rows must be in 1 .. {INT_MAX}; got {rows}")
+    previous, BLAS_MAX_ROWS = BLAS_MAX_ROWS, rows
+    return previous
+
+
+cdef inline bint _blas_sizes_fit(Py_ssize_t n_in, Py_ssize_t n_out) noexcept nogil:
+    """Whether a layer's sizes fit BLAS's int arguments (k, n, lda, ldb, ldc)."""
+    return n_in <= INT_MAX and n_out <= INT_MAX
+
+
 cdef inline void _blas_gemm_rowmajor(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                                      const floating *A, Py_ssize_t lda,
                                      const floating *B, Py_ssize_t ldb,
@@ -214,17 +262,24 @@ cdef inline void _blas_gemm_rowmajor(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
     """C (m x n) = A (m x k) @ B (k x n) + beta*C, row-major, via column-major BLAS.
 
     Row-major C is column-major C^T = B^T A^T: swap the operands, no copies.
+    m is split into pieces of at most BLAS_MAX_ROWS rows; n, k and the leading
+    dimensions must fit in an int (the callers check: _blas_sizes_fit).
     """
     cdef char no = b'N'
-    cdef int im = <int>m, inn = <int>n, ik = <int>k
+    cdef Py_ssize_t r = 0, piece
+    cdef int im, inn = <int>n, ik = <int>k
     cdef int ilda = <int>lda, ildb = <int>ldb, ildc = <int>ldc
     cdef floating one = 1
-    if floating is float:
-        sgemm(&no, &no, &inn, &im, &ik, &one, <float *>B, &ildb, <float *>A, &ilda,
-              &beta, C, &ildc)
-    else:
-        dgemm(&no, &no, &inn, &im, &ik, &one, <double *>B, &ildb, <double *>A, &ilda,
-              &beta, C, &ildc)
+    while r < m:
+        piece = min(m - r, BLAS_MAX_ROWS)
+        im = <int>piece
+        if floating is float:
+            sgemm(&no, &no, &inn, &im, &ik, &one, <float *>B, &ildb, <float *>(A + r * lda),
+                  &ilda, &beta, C + r * ldc, &ildc)
+        else:
+            dgemm(&no, &no, &inn, &im, &ik, &one, <double *>B, &ildb, <double *>(A + r * lda),
+                  &ilda, &beta, C + r * ldc, &ildc)
+        r += piece
 
 
 cdef inline bint _own_wide(Py_ssize_t rows) noexcept nogil:
@@ -263,7 +318,7 @@ cdef void _own_dense(const floating *X, const floating *W, const floating *b, fl
     cdef Py_ssize_t chunk = CHUNK_ROWS, n_chunks = (n + chunk - 1) // chunk, c
     cdef int threads = 1
     if n >= PARALLEL_MIN_ROWS_ and n * n_in * n_out >= PARALLEL_MIN_WORK:
-        threads = omp_get_max_threads()
+        threads = _max_threads()
     if threads == 1:
         for c in range(n_chunks):
             _dense_rows(X, W, b, out, c * chunk, min(chunk, n - c * chunk), n_in, n_out, act)
@@ -316,6 +371,9 @@ cdef void _dense(const floating *X, const floating *W, const floating *b, floati
 def dense(const floating[:, ::1] X, const floating[:, ::1] W, const floating[::1] b,
           floating[:, ::1] out, int act):
     """out = act(X @ W + b) for validated arguments (see _dense)."""
+    if not _blas_sizes_fit(W.shape[0], W.shape[1]):
+        raise ValueError(f"W has shape {tuple(W.shape)}: dlfr takes at most {INT_MAX} "
+                         "inputs and outputs per layer")
     if X.shape[0] == 0 or W.shape[1] == 0:
         return
     with nogil:
@@ -420,7 +478,8 @@ def dense_fast(object X, object W, object b, object out, int act):
     n = cnp.PyArray_DIM(<cnp.ndarray>X, 0)
     n_in = cnp.PyArray_DIM(<cnp.ndarray>W, 0)
     n_out = cnp.PyArray_DIM(<cnp.ndarray>W, 1)
-    if cnp.PyArray_DIM(<cnp.ndarray>X, 1) != n_in or cnp.PyArray_DIM(<cnp.ndarray>b, 0) != n_out:
+    if (cnp.PyArray_DIM(<cnp.ndarray>X, 1) != n_in or cnp.PyArray_DIM(<cnp.ndarray>b, 0) != n_out
+            or not _blas_sizes_fit(n_in, n_out)):  # the full path raises the error
         return None
     if out is None:
         out = _new_rows(n, n_out, typenum)
@@ -516,6 +575,35 @@ cdef struct Net:
     Py_ssize_t max_ld
 
 
+# Ctrl-C: a long forward pass or epoch runs in slices of about this many
+# multiply-adds per thread (a few milliseconds), and between slices takes the
+# GIL to let Python's signal handlers run (PyErr_CheckSignals): SIGINT is
+# answered within a slice. A batch-1 call is one slice and checks nothing.
+cdef Py_ssize_t SLICE_WORK = 1 << 27
+
+
+cdef inline Py_ssize_t _row_work(Net *net) noexcept nogil:
+    """Multiply-adds (and adds) per row of the network, padding included."""
+    cdef Py_ssize_t work = 0
+    cdef int l
+    for l in range(net.n_layers):
+        work += (net.n_in[l] + 1) * net.ld[l]
+    return max(work, 1)
+
+
+cdef Py_ssize_t _slice_rows(Net *net, bint own_wide, int threads) noexcept nogil:
+    """Rows per slice of a forward pass (see SLICE_WORK): whole chunks, at
+    least one a thread; where BLAS runs the
+    layers (threaded by itself), one chunk at most."""
+    cdef Py_ssize_t rows
+    if _uses_blas(net, own_wide):
+        rows = SLICE_WORK * _max_threads() // _row_work(net)
+        return max(CHUNK_ROWS, min(rows, CHUNK_ROWS_WIDE))
+    rows = SLICE_WORK * threads // _row_work(net)
+    rows = (rows + CHUNK_ROWS - 1) // CHUNK_ROWS * CHUNK_ROWS
+    return max(rows, threads * CHUNK_ROWS)
+
+
 cdef int _describe(Net *net, list weights, list biases, list n_outs, list acts,
                    Py_buffer *views, int *held, int writable) except -1:
     """Fill ``net`` from the layer lists, holding a buffer on each array.
@@ -555,6 +643,9 @@ cdef int _describe(Net *net, list weights, list biases, list n_outs, list acts,
                 or views[2 * i + 1].shape[0] != net.ld[i]
                 or (i > 0 and net.n_in[i] != net.n_out[i - 1])):
             raise ValueError("dlfr._kernels: layer arrays do not chain or are not padded")
+        if not _blas_sizes_fit(net.n_in[i], net.ld[i]):
+            raise ValueError(f"layer {i}: dlfr takes at most {INT_MAX} inputs and outputs "
+                             "per layer")
         if net.n_out[i] > NARROW_MAX_:
             net.wide = 1
         if net.ld[i] > net.max_ld:
@@ -625,32 +716,54 @@ cdef void _scale_rows(const unsigned char *src, Py_ssize_t n, floating scale,
         dst[i] = src[i] * scale
 
 
+cdef inline Py_ssize_t _first_nonfinite_row(const floating *X, Py_ssize_t rows,
+                                            Py_ssize_t cols) noexcept nogil:
+    """The first of X's rows holding NaN or inf, or -1 (see _finite.h)."""
+    if floating is float:
+        return dlfr_first_nonfinite_row_f32(X, rows, cols)
+    else:
+        return dlfr_first_nonfinite_row_f64(X, rows, cols)
+
+
 cdef void _run_chunk(Net *net, bint own_wide, const void *X, int x_is_u8, floating scale,
                      Py_ssize_t r0, Py_ssize_t rows, Py_ssize_t chunk, floating *out,
-                     int64_t *labels, floating *work) noexcept nogil:
+                     int64_t *labels, floating *work, Py_ssize_t *bad) noexcept nogil:
     """Rows [r0, r0 + rows) of X through the network into out (or their
     labels into labels: see _forward_chunk).
 
     ``work`` holds two chunk-sized activation buffers, then (uint8 input)
     room for the chunk's rows converted to floats.
+    ``bad`` (float input, check_finite; else NULL): the first row found
+    holding NaN or inf lowers bad[0] to its index, and the chunk is not computed.
     """
-    cdef Py_ssize_t n_in = net.n_in[0], n_out = net.n_out[net.n_layers - 1]
+    cdef Py_ssize_t n_in = net.n_in[0], n_out = net.n_out[net.n_layers - 1], r
     cdef const floating *Xc
     if x_is_u8:
         Xc = work + 2 * chunk * net.max_ld
         _scale_rows(<const unsigned char *>X + r0 * n_in, rows * n_in, scale, <floating *>Xc)
     else:
         Xc = <const floating *>X + r0 * n_in
+        if bad != NULL:
+            # while the chunk's rows come into cache for its first layer
+            r = _first_nonfinite_row(Xc, rows, n_in)
+            if r >= 0:
+                bad[0] = min(bad[0], r0 + r)
+                return
     _forward_chunk(net, own_wide, rows, Xc, n_in, out + r0 * n_out if out != NULL else NULL,
                    labels + r0 if labels != NULL else NULL, work, work + chunk * net.max_ld)
 
 
 cdef int _forward(Net *net, bint own_wide, Py_ssize_t n, const void *X, int x_is_u8,
-                  floating scale, floating *out, int64_t *labels,
-                  int n_threads) except -1 nogil:
+                  floating scale, floating *out, int64_t *labels, int n_threads,
+                  Py_ssize_t *first_bad) except -1 nogil:
     """The whole network over n rows into out (or their labels: see
     _forward_chunk), in chunks, on up to n_threads threads (1 when a layer
-    goes to BLAS: see _uses_blas)."""
+    goes to BLAS: see _uses_blas).
+
+    ``first_bad`` (float input, check_finite; else NULL): set to the index of
+    the first row holding NaN or inf (the lowest, whichever thread finds
+    it), or n when there is none; out is then incomplete.
+    """
     # a batch smaller than a chunk gets buffers its own size (batch 1: a
     # small allocation, 50 ns less than a chunk's, measured)
     cdef Py_ssize_t chunk = max(1, min(CHUNK_ROWS_WIDE if _uses_blas(net, own_wide)
@@ -659,15 +772,26 @@ cdef int _forward(Net *net, bint own_wide, Py_ssize_t n, const void *X, int x_is
     cdef Py_ssize_t c
     cdef Py_ssize_t per_thread = 2 * chunk * net.max_ld + (chunk * net.n_in[0] if x_is_u8 else 0)
     cdef floating *work
-    cdef int threads = <int>min(<Py_ssize_t>max(n_threads, 1), n_chunks)
+    cdef int threads = <int>min(<Py_ssize_t>max(n_threads, 1), n_chunks), t
+    cdef Py_ssize_t *bad = NULL  # one slot per thread (each writes its own), then the least
     work = <floating *>dlfr_aligned_alloc(threads * per_thread * sizeof(floating))
-    if work == NULL:
+    if first_bad != NULL:
+        first_bad[0] = n
+        bad = <Py_ssize_t *>malloc(threads * sizeof(Py_ssize_t))
+        if bad != NULL:
+            for t in range(threads):
+                bad[t] = n
+    if work == NULL or (first_bad != NULL and bad == NULL):
+        dlfr_aligned_free(work)
+        free(bad)
         with gil:
             raise MemoryError("dlfr: no memory for the forward pass's working buffers")
     if threads == 1:
         for c in range(n_chunks):
             _run_chunk(net, own_wide, X, x_is_u8, scale, c * chunk, min(chunk, n - c * chunk),
-                       chunk, out, labels, work)
+                       chunk, out, labels, work, bad)
+            if bad != NULL and bad[0] < n:
+                break  # chunks in order: this is the first bad row
     else:
         # chunks (runs of them in a big batch: _chunks_per_grab) handed out
         # as threads come free: a core the host slows for a while then takes
@@ -677,7 +801,12 @@ cdef int _forward(Net *net, bint own_wide, Py_ssize_t n, const void *X, int x_is
         for c in prange(n_chunks, num_threads=threads, schedule="dynamic",
                         chunksize=_chunks_per_grab(n_chunks, threads)):
             _run_chunk(net, own_wide, X, x_is_u8, scale, c * chunk, min(chunk, n - c * chunk),
-                       chunk, out, labels, work + omp_get_thread_num() * per_thread)
+                       chunk, out, labels, work + omp_get_thread_num() * per_thread,
+                       bad + omp_get_thread_num() if bad != NULL else NULL)
+    if bad != NULL:
+        for t in range(threads):
+            first_bad[0] = min(first_bad[0], bad[t])
+        free(bad)
     dlfr_aligned_free(work)
     return 0
 
@@ -694,12 +823,14 @@ cdef class Engine:
     cdef int held
     cdef readonly object dtype
     cdef int typenum
+    cdef Py_ssize_t itemsize
 
     def __cinit__(self, list weights, list biases, list n_outs, list acts):
         self.held = 0
         _describe(&self.net, weights, biases, n_outs, acts, self.views, &self.held, 0)
         self.dtype = weights[0].dtype
         self.typenum = cnp.PyArray_TYPE(<cnp.ndarray>weights[0])  # checked by _describe
+        self.itemsize = 4 if self.typenum == cnp.NPY_FLOAT32 else 8
 
     def __dealloc__(self):
         _release(self.views, self.held)
@@ -707,7 +838,8 @@ cdef class Engine:
     def __reduce__(self):
         raise TypeError("an Engine is rebuilt from its network, never pickled")
 
-    def run(self, object X, object n_threads=None, double scale=1.0, bint labels=False):
+    def run(self, object X, object n_threads=None, double scale=1.0, bint labels=False,
+            bint check_finite=True):
         """The output activations for X (``labels``: predict's int64 labels,
         see _decide_rows), or None when X is not ready as it is.
 
@@ -716,11 +848,15 @@ cdef class Engine:
         of columns; anything else returns None and the caller converts it or
         raises the error.
         ``n_threads``: None for every core; batches below PARALLEL_MIN_ROWS
-        stay on one thread.
+        stay on one thread; at most THREAD_CAP threads run whatever is asked.
+        ``check_finite``: float X holding NaN or inf raises ValueError naming
+        the first such row (checked chunk by chunk as the rows come into
+        cache; uint8 is always finite); False lets NaN propagate.
         """
         cdef int threads, is_u8 = _ready(X, 2, cnp.NPY_UINT8)
         cdef bint own_wide
-        cdef Py_ssize_t n
+        cdef Py_ssize_t n, first_bad = -1, r = 0, m, step, x_row, o_row
+        cdef Py_ssize_t *check = NULL
         cdef void *x
         cdef void *o
         cdef int64_t *lab
@@ -745,25 +881,47 @@ cdef class Engine:
         if n == 0:
             return out
         x = cnp.PyArray_DATA(<cnp.ndarray>X)
-        with nogil:
-            if self.typenum == cnp.NPY_FLOAT32:
-                _forward(&self.net, own_wide, n, x, is_u8, <float>scale, <float *>o, lab,
-                         threads)
-            else:
-                _forward(&self.net, own_wide, n, x, is_u8, <double>scale, <double *>o, lab,
-                         threads)
-        return out
+        if check_finite and not is_u8:
+            check = &first_bad
+        x_row = self.net.n_in[0] * (1 if is_u8 else self.itemsize)
+        o_row = self.net.n_out[self.net.n_layers - 1] * self.itemsize
+        step = _slice_rows(&self.net, own_wide, threads)
+        while True:  # in slices, answering signals between them (see SLICE_WORK)
+            m = min(step, n - r)
+            with nogil:
+                if self.typenum == cnp.NPY_FLOAT32:
+                    _forward(&self.net, own_wide, m, <char *>x + r * x_row, is_u8, <float>scale,
+                             <float *>(<char *>o + r * o_row) if o != NULL else NULL,
+                             lab + r if lab != NULL else NULL, threads, check)
+                else:
+                    _forward(&self.net, own_wide, m, <char *>x + r * x_row, is_u8,
+                             <double>scale,
+                             <double *>(<char *>o + r * o_row) if o != NULL else NULL,
+                             lab + r if lab != NULL else NULL, threads, check)
+            if check != NULL and first_bad < m:
+                _refuse_non_finite(r + first_bad)
+            r += m
+            if r >= n:
+                return out
+            PyErr_CheckSignals()  # KeyboardInterrupt (or a handler's error) raises here
+
+
+cdef int _refuse_non_finite(Py_ssize_t row) except -1:
+    exc = ValueError(f"X holds NaN or inf in row {row}; pass check_finite=False to compute "
+                     "such rows anyway (NaN propagates)")
+    exc.dlfr_row = row  # for dlfr.dask, which names the row in the whole array
+    raise exc
 
 
 cdef int _thread_count(object n_threads) except -1:
     if n_threads is None:
-        return omp_get_max_threads()
+        return _max_threads()
     try:
         value = 0 if isinstance(n_threads, bool) else index(n_threads)
     except TypeError:
         value = 0
     if value >= 1:
-        return min(value, 1 << 16)
+        return min(value, THREAD_CAP_)
     raise ValueError(f"n_threads must be None or a positive integer; got {n_threads!r}")
 
 
@@ -834,10 +992,12 @@ cdef inline Py_ssize_t _whole_panels(Py_ssize_t words) noexcept nogil:
 
 cdef void _train_epoch(Net *net, floating *work, Py_ssize_t batch, const floating *X,
                        const floating *Y, Py_ssize_t n, const int64_t *order, floating lr,
-                       int loss, double *loss_sum, Py_ssize_t *correct) noexcept nogil:
+                       int loss, double *loss_sum, Py_ssize_t *correct, Py_ssize_t s_begin,
+                       Py_ssize_t s_end) noexcept nogil:
+    """The mini-batches of X[order] that start in [s_begin, s_end)."""
     cdef int L = net.n_layers, l
     cdef Py_ssize_t n_in = net.n_in[0], n_out = net.n_out[L - 1]
-    cdef Py_ssize_t s = 0, m, r, lda
+    cdef Py_ssize_t s = s_begin, m, r, lda
     cdef floating *Xb = work
     cdef floating *Yb = Xb + _whole_panels(batch * n_in)
     cdef floating *A[MAX_LAYERS]
@@ -861,7 +1021,7 @@ cdef void _train_epoch(Net *net, floating *work, Py_ssize_t batch, const floatin
         p += net.ld[l] * net.ld[l - 1]
     next_rows.base = <const char *>X
     next_rows.row_bytes = n_in * sizeof(floating)
-    while s < n:
+    while s < s_end:
         m = min(batch, n - s)
         next_rows.index = order + s + m
         next_rows.rows = min(batch, n - s - m)
@@ -945,12 +1105,16 @@ cdef class Trainer:
 
     def epoch(self, list weights, list biases, list n_outs, list acts, object X, object Y,
               object order, double learning_rate, int loss):
-        """One epoch over X[order]; returns (summed loss, number of hits)."""
+        """One epoch over X[order]; returns (summed loss, number of hits).
+
+        KeyboardInterrupt (Ctrl-C) stops it between mini-batches, leaving the
+        weights of the last completed one (dlfr.training.fit restores the
+        epoch's start)."""
         cdef Net net
         cdef Py_buffer views[2 * MAX_LAYERS]
         cdef int held = 0, typenum = cnp.NPY_FLOAT32 if self.itemsize == 4 else cnp.NPY_FLOAT64
         cdef double loss_sum = 0
-        cdef Py_ssize_t correct = 0, n
+        cdef Py_ssize_t correct = 0, n, s = 0, step
         cdef int l
         cdef void *x
         cdef void *y
@@ -976,15 +1140,23 @@ cdef class Trainer:
             idx = <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>order)
             if not _all_below(idx, n):
                 raise ValueError("dlfr._kernels.Trainer: order holds a row outside X")
-            with nogil:
-                if self.itemsize == 4:
-                    _train_epoch(&net, <float *>self.work, self.batch, <const float *>x,
-                                 <const float *>y, n, idx, <float>learning_rate, loss,
-                                 &loss_sum, &correct)
-                else:
-                    _train_epoch(&net, <double *>self.work, self.batch, <const double *>x,
-                                 <const double *>y, n, idx, learning_rate, loss, &loss_sum,
-                                 &correct)
+            # in slices of whole mini-batches, answering signals between them
+            # (see SLICE_WORK; a backward pass costs about two forward ones)
+            step = max(1, SLICE_WORK // (3 * self.batch * _row_work(&net))) * self.batch
+            while s < n:
+                with nogil:
+                    if self.itemsize == 4:
+                        _train_epoch(&net, <float *>self.work, self.batch, <const float *>x,
+                                     <const float *>y, n, idx, <float>learning_rate, loss,
+                                     &loss_sum, &correct, s, min(n, s + step))
+                    else:
+                        _train_epoch(&net, <double *>self.work, self.batch,
+                                     <const double *>x, <const double *>y, n, idx,
+                                     learning_rate, loss, &loss_sum, &correct, s,
+                                     min(n, s + step))
+                s += step
+                if s < n:
+                    PyErr_CheckSignals()  # KeyboardInterrupt: the caller restores the weights
         finally:
             _release(views, held)
         return loss_sum, correct

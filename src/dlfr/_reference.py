@@ -146,10 +146,13 @@ def dense(X, W, b, activation: str = "sigmoid") -> np.ndarray:
 
     `X` is (n, n_in), `W` (n_in, n_out), `b` (n_out,). The computation runs in
     W's dtype if that is float32 or float64 (else float64); X and b are
-    converted to it.
+    converted to it. uint8 X is read as pixels, value / 255, as dlfr reads it.
     """
     dtype = _dense_dtype(W)
+    pixels = np.asarray(X).dtype == np.uint8
     X, W, b = (_as_float(v, dtype) for v in (X, W, b))
+    if pixels:
+        X = X * dtype.type(1.0 / 255.0)
     return ACTIVATIONS[activation](X @ W + b)
 
 

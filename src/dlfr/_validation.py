@@ -113,6 +113,8 @@ def positive_int(value: Any, name: str) -> int:
 
 
 def positive_float(value: Any, name: str) -> float:
+    """``value`` as a float, or ValueError unless it is a finite real number > 0
+    (not a string, bool, complex or NaN)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a positive finite number; got {value!r}")
     number = float(value)

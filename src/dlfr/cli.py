@@ -508,7 +508,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         )
     if len(X) == 0:
         raise CLIError(f"{args.input} holds no samples")
-    result = net.forward(X, args.threads) if args.proba else net.predict(X, args.threads)
+    check = not args.no_check_finite
+    result = (net.forward(X, args.threads, check_finite=check) if args.proba
+              else net.predict(X, args.threads, check_finite=check))
     if out is None:
         if args.proba:
             np.savetxt(sys.stdout, result, fmt="%.6g", delimiter=",")
@@ -922,6 +924,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--proba", action="store_true", help="output activations, not labels")
     p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                    help="threads for the forward pass (default: all cores)")
+    p.add_argument("--no-check-finite", action="store_true",
+                   help="compute rows holding NaN or inf (NaN propagates) instead of refusing")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("bench", help="inference throughput: dlfr vs NumPy and peers")

@@ -77,21 +77,45 @@ def task_threads() -> int:
         return 1
 
 
-def _predict_block(X: np.ndarray, net: Network, proba: bool,
-                   n_threads: int | None) -> np.ndarray:
+def _run_block(X: np.ndarray, net: Network, proba: bool, n_threads: int | None,
+               check_finite: bool) -> np.ndarray:
     threads = task_threads() if n_threads is None else n_threads
     if proba:
-        return net.forward(X, n_threads=threads)
-    return net.predict(X, n_threads=threads).astype(_I64, copy=False)
+        return net.forward(X, n_threads=threads, check_finite=check_finite)
+    return net.predict(X, n_threads=threads,
+                       check_finite=check_finite).astype(_I64, copy=False)
+
+
+def _predict_block(X: np.ndarray, net: Network, proba: bool, n_threads: int | None,
+                   check_finite: bool = True, block_info: Any = None) -> np.ndarray:
+    try:
+        return _run_block(X, net, proba, n_threads, check_finite)
+    except ValueError as exc:
+        row = getattr(exc, "dlfr_row", None)
+        if row is None or not block_info:
+            raise
+        start = block_info[0]["array-location"][0][0]  # the block's first row in X
+        raise ValueError(f"X holds NaN or inf in row {start + row}; pass check_finite=False "
+                         "to compute such rows anyway (NaN propagates)") from None
 
 
 def _predict_partition(part: Any, net: Network, proba: bool, n_threads: int | None,
-                       as_dtype: np.dtype) -> Any:
+                       as_dtype: np.dtype, check_finite: bool = True) -> Any:
     import pandas as pd
 
     X = part.to_numpy(dtype=as_dtype, na_value=np.nan) if as_dtype.kind == "f" \
         else part.to_numpy(dtype=as_dtype)
-    out = _predict_block(X, net, proba, n_threads)
+    try:
+        out = _run_block(X, net, proba, n_threads, check_finite)
+    except ValueError as exc:
+        row = getattr(exc, "dlfr_row", None)
+        if row is None:
+            raise
+        label = part.index[row]
+        label = label.item() if isinstance(label, np.generic) else label
+        raise ValueError(f"df holds NaN or inf (or a missing value) in the row with index "
+                         f"{label!r}; pass check_finite=False to compute such rows "
+                         "anyway (NaN propagates)") from None
     if proba:
         return pd.DataFrame(out, index=part.index, columns=pd.RangeIndex(out.shape[1]))
     return pd.Series(out, index=part.index, name="label")
@@ -103,7 +127,8 @@ def _shipped(net: Network) -> Any:
 
 
 # -- public ---------------------------------------------------------------------
-def predict(net: Network, X: Any, proba: bool = False, n_threads: int | None = None) -> Any:
+def predict(net: Network, X: Any, proba: bool = False, n_threads: int | None = None,
+            check_finite: bool = True) -> Any:
     """Labels (int64, shape (n,)) or, with ``proba=True``, output activations
     (the network's dtype, shape (n, n_out)) of a 2-D dask array, lazily.
 
@@ -113,7 +138,8 @@ def predict(net: Network, X: Any, proba: bool = False, n_threads: int | None = N
     is read as pixels scaled by 1/255. Results equal ``net.predict(X)`` /
     ``net.forward(X)`` on the same rows in memory, bit for bit.
     ``n_threads``: dlfr threads per block (default: the task's share of its
-    worker, see the module doc).
+    worker, see the module doc). ``check_finite``: as for ``Network.predict``;
+    computing a block holding NaN or inf raises ValueError naming the row in X.
     """
     net = _check_network(net)
     n_threads = _check_n_threads(n_threads)
@@ -133,24 +159,25 @@ def predict(net: Network, X: Any, proba: bool = False, n_threads: int | None = N
     if proba:
         n_out = net.layers[-1].n_out
         return da.map_blocks(
-            _predict_block, X, _shipped(net), proba, n_threads, token=token,
+            _predict_block, X, _shipped(net), proba, n_threads, bool(check_finite), token=token,
             dtype=net.dtype, chunks=(rows, (n_out,)), meta=np.empty((0, 0), dtype=net.dtype),
         )
     return da.map_blocks(
-        _predict_block, X, _shipped(net), proba, n_threads, token=token,
+        _predict_block, X, _shipped(net), proba, n_threads, bool(check_finite), token=token,
         dtype=_I64, chunks=(rows,), drop_axis=1, meta=np.empty((0,), dtype=_I64),
     )
 
 
 def predict_partitions(net: Network, df: Any, proba: bool = False,
-                       n_threads: int | None = None) -> Any:
+                       n_threads: int | None = None, check_finite: bool = True) -> Any:
     """Labels (a dask Series of int64 named "label") or, with ``proba=True``,
     output activations (a dask DataFrame with columns 0 .. n_out - 1 of the
     network's dtype) of a dask DataFrame whose columns are the features, in
     order. The index is kept.
 
     Columns must be real numbers (integers, floats, pandas' nullable Int/Float,
-    whose missing values become NaN and propagate); bool, object, strings,
+    whose missing values become NaN: refused as NaN is with ``check_finite``,
+    else they propagate); bool, object, strings,
     categories and dates raise TypeError naming the column. When every column
     is uint8 the rows are read as pixels scaled by 1/255, as
     ``net.forward(df.to_numpy())`` would; otherwise they are converted to the
@@ -176,7 +203,7 @@ def predict_partitions(net: Network, df: Any, proba: bool = False,
     else:
         meta = pd.Series(np.empty(0, dtype=_I64), name="label", index=index)
     return df.map_partitions(_predict_partition, _shipped(net), proba, n_threads, as_dtype,
-                             meta=meta, align_dataframes=False)
+                             bool(check_finite), meta=meta, align_dataframes=False)
 
 
 __all__ = ["predict", "predict_partitions", "task_threads"]

@@ -19,6 +19,10 @@ from ._validation import F32, F64, as_array, check_ndim, out_array
 from .activations import ACTIVATIONS, code
 from .activations import CODES as _CODES
 
+_U8 = np.dtype(np.uint8)
+#: uint8 X is read as pixels: value / 255, as Network.forward reads it
+_U8_SCALE = 1.0 / 255.0
+
 __all__ = [
     "ACTIVATIONS", "dense", "identity", "relu", "sigmoid", "sigmoid_backward",
     "sigmoid_prime", "softmax", "step", "tanh",
@@ -108,6 +112,8 @@ def dense(X: Any, W: Any, b: Any, activation: str = "sigmoid", out: Any = None) 
     Parameters
     ----------
     X : array, shape (n_samples, n_in)
+        uint8 X is read as pixels, value / 255, as ``Network.forward`` and
+        ``Network.fit`` read it (other real dtypes are taken as they are).
     W : array, shape (n_in, n_out)
         Column j holds the weights of neuron j. Its dtype (float32 or float64;
         anything else becomes float64) is the dtype of the computation: X and
@@ -118,7 +124,8 @@ def dense(X: Any, W: Any, b: Any, activation: str = "sigmoid", out: Any = None) 
         Written in place and returned; must not overlap X, W or b.
 
     A big batch runs on every core OpenMP allows (threadpoolctl can limit
-    it), or on BLAS's threads where BLAS computes the layer (see
+    it; never more than 4 threads per processor the process may use), or on
+    BLAS's threads where BLAS computes the layer (see
     ``dlfr.show_config()``'s "gemm"). The GIL is released for all but tiny
     layers.
     """
@@ -132,6 +139,9 @@ def dense(X: Any, W: Any, b: Any, activation: str = "sigmoid", out: Any = None) 
     check_ndim(Wa, "W", 2, "(n_in, n_out)")
     dtype = Wa.dtype
     Xa = as_array(X, "X", dtype)
+    if np.asarray(X).dtype == _U8:
+        # raw pixels: the one rule for uint8 across dlfr (Network.forward, fit)
+        Xa *= dtype.type(_U8_SCALE)  # as_array made a float copy already
     check_ndim(Xa, "X", 2, "(n_samples, n_features)")
     ba = as_array(b, "b", dtype)
     check_ndim(ba, "b", 1, "(n_out,)")

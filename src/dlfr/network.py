@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from . import _kernels, io
-from ._validation import as_array, check_ndim, real_dtype, targets
+from ._validation import as_array, check_ndim, positive_float, real_dtype, targets
 from .layers import Dense
 
 _U8 = np.dtype(np.uint8)
@@ -142,58 +142,71 @@ class Network:
         return X
 
     def forward(
-        self, X: Any, n_threads: int | None = None, scale: float | None = None
+        self, X: Any, n_threads: int | None = None, scale: float | None = None,
+        check_finite: bool = True,
     ) -> np.ndarray:
         """Output activations for each row of X, shape (n_samples, n_out).
 
         X may be any real array (converted to the network's dtype) or uint8,
         e.g. raw pixels, which the first layer reads directly, multiplied by
-        ``scale`` (default 1/255 for uint8), with no float copy of X.
-        ``n_threads``: None uses every core; small batches stay on one thread.
-        Where a layer goes to BLAS (over 64 units at a SIMD level without AVX-512;
+        ``scale`` (a finite positive real number; default 1/255), with no float
+        copy of X.
+        ``n_threads``: None uses every core; small batches stay on one thread;
+        never more than ``dlfr._kernels.THREAD_CAP`` threads (4 per processor
+        the process may use), whatever is asked. Where a layer goes to BLAS
+        (over 64 units at a SIMD level without AVX-512;
         ``dlfr.show_config()`` tells) the network leaves the threading to BLAS
         instead (one threading runtime per call; set its threads with
         threadpoolctl). The GIL is released while the network runs.
+        ``check_finite``: float X holding NaN or inf raises ValueError naming
+        the first such row (as scipy's ``check_finite``; checked chunk by chunk
+        inside the forward pass, nothing is returned); False computes such rows
+        anyway (NaN propagates). uint8 X is always finite.
         """
-        return self._run(X, n_threads, scale, labels=False)
+        return self._run(X, n_threads, scale, labels=False, check_finite=check_finite)
 
     def _run(self, X: Any, n_threads: int | None, scale: float | None,
-             labels: bool) -> np.ndarray:
+             labels: bool, check_finite: bool = True) -> np.ndarray:
         """forward's outputs, or (labels) predict's labels, in one engine call."""
         if scale is None:
             # ready arrays: no Python checks
-            out = self._engine.run(X, n_threads, _U8_SCALE, labels)
+            out = self._engine.run(X, n_threads, _U8_SCALE, labels, check_finite)
             if out is not None:
                 return out
+        if scale is not None:
+            scale = positive_float(scale, "scale")
         X = self._input(X)
         if scale is None:
             scale = _U8_SCALE
         elif X.dtype is not _U8:
             raise ValueError("scale applies to uint8 input only; scale floats before passing them")
-        out = self._engine.run(X, n_threads, float(scale), labels)
+        out = self._engine.run(X, n_threads, float(scale), labels, bool(check_finite))
         if out is None:  # _input returns only arrays the engine takes
             raise RuntimeError("dlfr: the engine refused a checked input (a bug: please report)")
         return out
 
     __call__ = forward
 
-    def predict(self, X: Any, n_threads: int | None = None) -> np.ndarray:
+    def predict(self, X: Any, n_threads: int | None = None,
+                check_finite: bool = True) -> np.ndarray:
         """Labels: the argmax of the outputs, or output >= 0.5 for a single output.
 
         Taken inside the forward pass, from each chunk of outputs while it is
         in cache, so the outputs are never written out whole; a subclass that
         overrides ``forward`` gets the labels of its own outputs.
+        ``check_finite``: as for ``forward`` (by default a row holding NaN or
+        inf raises ValueError instead of getting a label).
         """
         if type(self).forward is not _FORWARD:
             return _decide(self.forward(X, n_threads))
-        return self._run(X, n_threads, None, labels=True)
+        return self._run(X, n_threads, None, labels=True, check_finite=check_finite)
 
-    def evaluate(self, X: Any, y: Any) -> float:
+    def evaluate(self, X: Any, y: Any, check_finite: bool = True) -> float:
         """Accuracy in [0, 1]; y holds integer labels or one-hot rows.
 
         y is checked as ``fit`` checks it (the same function, the same messages):
         a label the network cannot output, a fractional or NaN label, or a
-        non-finite row is refused.
+        non-finite row is refused. ``check_finite``: X as for ``predict``.
         """
         labels = _decide(targets(y, self.layers[-1].n_out, self.dtype))
         X = self._input(X)
@@ -201,7 +214,7 @@ class Network:
             raise ValueError(f"X has {X.shape[0]} rows but y has {len(labels)}")
         if len(labels) == 0:
             raise ValueError("X and y are empty: there is nothing to evaluate")
-        return float(np.mean(self.predict(X) == labels))
+        return float(np.mean(self.predict(X, check_finite=check_finite) == labels))
 
     # -- training -----------------------------------------------------------
     def fit(self, X: Any, y: Any, epochs: int = 30, batch_size: int = 10,

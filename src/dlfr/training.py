@@ -80,6 +80,11 @@ def fit(net: Any, X: Any, y: Any, *, epochs: int, batch_size: int, learning_rate
     NaN and inf, which the weights show after the first epoch (they are then
     restored and the call refused). uint8 X (raw pixels) is multiplied by
     1/255, as ``Network.forward`` reads it.
+
+    Ctrl-C (KeyboardInterrupt) is answered within milliseconds, between
+    mini-batches; the network is then left with the weights as they were at
+    the start of the interrupted epoch (those of the last completed epoch, or
+    as before fit during the first), and the KeyboardInterrupt propagates.
     """
     epochs = positive_int(epochs, "epochs")
     batch_size = positive_int(batch_size, "batch_size")
@@ -123,12 +128,21 @@ def fit(net: Any, X: Any, y: Any, *, epochs: int, batch_size: int, learning_rate
         history.update(val_loss=[], val_accuracy=[])
     weights, biases, n_outs, acts_codes = net._kernel_args
     start = [p.copy() for p in weights + biases]
+    epoch_start = [p.copy() for p in start]  # for Ctrl-C (one copy of the weights an epoch)
     order = np.arange(n, dtype=np.int64)
     for epoch in progress:
         if shuffle:
             order = rng.permutation(n).astype(np.int64, copy=False)
-        total, hits = trainer.epoch(weights, biases, n_outs, acts_codes, Xa, Y, order, lr,
-                                    loss_code)
+        if epoch:
+            for saved, p in zip(epoch_start, weights + biases, strict=True):
+                np.copyto(saved, p)
+        try:
+            total, hits = trainer.epoch(weights, biases, n_outs, acts_codes, Xa, Y, order, lr,
+                                        loss_code)
+        except BaseException:  # KeyboardInterrupt between mini-batches: undo the part-epoch
+            for saved, p in zip(epoch_start, weights + biases, strict=True):
+                p[...] = saved
+            raise
         if not (np.isfinite(total) and all(np.isfinite(p).all() for p in weights + biases)):
             _refuse_non_finite(Xa, weights + biases, start, epoch)
         history["loss"].append(total / n)
