@@ -192,6 +192,29 @@ def test_predict_refuses_non_finite_rows(rows, dtype, n_threads, bad):
     assert net.predict(X, n_threads=n_threads, check_finite=False).shape == (len(X),)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("sizes", [[2, 3], [2, 80, 3], [2, 3, 1]])
+def test_finite_rows_with_non_finite_outputs_are_not_refused(sizes, dtype):
+    """The check finds bad rows through the first layer's outputs and then
+    reads those rows of X: a finite row whose sum overflows, or non-finite
+    weights, must not be taken for non-finite input."""
+    net = Network(sizes, dtype=dtype, seed=0)
+    big = np.finfo(dtype).max
+    X = np.array([[0.5, -0.5], [big, big], [1.0, 2.0]], dtype=dtype)
+    net.layers[0].W[:] = big  # row 1's sums overflow to inf
+    out = net.forward(X)
+    assert out.shape == (3, sizes[-1])
+    X[2, 1] = np.nan  # now row 2 really is bad
+    with pytest.raises(ValueError, match=r"row 2;"):
+        net.predict(X)
+    X[2, 1] = 1.0
+    net.layers[0].W[0, 0] = np.nan  # a NaN weight: every row's output is NaN, X is fine
+    assert net.predict(X).shape == (3,)
+    X[1, 0] = np.inf
+    with pytest.raises(ValueError, match=r"row 1;"):
+        net.forward(X, n_threads=2)
+
+
 def test_non_finite_checked_on_the_converted_path_and_in_evaluate():
     net = Network([3, 2], seed=0)
     X = [[0.0, 1.0, 2.0], [0.0, float("nan"), 1.0]]

@@ -664,49 +664,86 @@ cdef void _release(Py_buffer *views, int held) noexcept:
         PyBuffer_Release(&views[i])
 
 
-cdef void _layer(Net *net, int l, bint own_wide, Py_ssize_t rows, const floating *A,
-                 Py_ssize_t lda, floating *C, Py_ssize_t ldc) noexcept nogil:
+cdef Py_ssize_t _layer(Net *net, int l, bint own_wide, Py_ssize_t rows, const floating *A,
+                       Py_ssize_t lda, floating *C, Py_ssize_t ldc,
+                       bint check_finite=False) noexcept nogil:
     """C = act(A @ W + b) for layer l: with ldc = ld, whole padded rows (the
     padding columns junk); with ldc = n_out, the real columns alone, rows one
     after another (a network's output).
 
     ``own_wide``: as for _own_gemm.
+    ``check_finite``: returns the first row of A holding NaN or inf, C then
+    unfinished (see _first_bad_input_row); else -1.
     """
+    cdef Py_ssize_t bad = -1
     cdef Py_ssize_t ld = net.ld[l], n_in = net.n_in[l]
     cdef const floating *W = <const floating *>net.W[l]
     cdef const floating *b = <const floating *>net.b[l]
     # Activate rows whole (one contiguous vectorised pass, padding included)
     # unless softmax, whose sum must see the real columns only.
     cdef Py_ssize_t cols = net.n_out[l] if net.act[l] == DLFR_SOFTMAX else ldc
-    if _own_gemm(net.n_out[l], own_wide) or n_in == 0:
+    cdef bint own = _own_gemm(net.n_out[l], own_wide) or n_in == 0
+    if own:
         _gemm(rows, ldc, n_in, A, lda, W, ld, b, C, ldc)
-        _bias_act(C, rows, cols, ldc, <const floating *>NULL, net.act[l])
     else:
         _blas_gemm_rowmajor(rows, ldc, n_in, A, lda, W, ld, C, ldc, 0)
-        _bias_act(C, rows, cols, ldc, b, net.act[l])
+    if check_finite:
+        bad = _first_bad_input_row(C, ldc, A, lda, rows, n_in)
+        if bad >= 0:
+            return bad
+    _bias_act(C, rows, cols, ldc, <const floating *>NULL if own else b, net.act[l])
+    return -1
 
 
-cdef void _forward_chunk(Net *net, bint own_wide, Py_ssize_t rows, const floating *X,
-                         Py_ssize_t ldx, floating *out, int64_t *labels, floating *buf0,
-                         floating *buf1) noexcept nogil:
+cdef Py_ssize_t _first_bad_input_row(const floating *Z, Py_ssize_t ldz, const floating *A,
+                                     Py_ssize_t lda, Py_ssize_t rows,
+                                     Py_ssize_t n_in) noexcept nogil:
+    """The first of A's rows holding NaN or inf, found through Z = A @ W (+ b),
+    the layer's outputs before the activation: a NaN or inf in a row of A
+    makes every output of that row NaN or inf (NaN times anything, inf times
+    0 and inf - inf are NaN), so only the rows whose outputs are not all
+    finite are read again in A (a finite row's sum can overflow too). Z is
+    rows x ldz, a few columns, where A is rows x n_in: 784-16-10's check
+    reads 16 values a row instead of 784 (checking A itself cost 10-18 % of
+    a forward pass, measured), and nothing when every output is finite."""
+    cdef Py_ssize_t r = _first_nonfinite_row(Z, rows, ldz)
+    if r < 0:
+        return -1
+    while r < rows:
+        if (_first_nonfinite_row(Z + r * ldz, 1, ldz) >= 0
+                and _first_nonfinite_row(A + r * lda, 1, n_in) >= 0):
+            return r
+        r += 1
+    return -1
+
+
+cdef Py_ssize_t _forward_chunk(Net *net, bint own_wide, Py_ssize_t rows, const floating *X,
+                               Py_ssize_t ldx, floating *out, int64_t *labels, floating *buf0,
+                               floating *buf1, bint check_finite) noexcept nogil:
     """out (rows x n_out of the last layer) = the network applied to X's rows;
-    with ``labels`` (out NULL), their labels instead, taken while in cache."""
+    with ``labels`` (out NULL), their labels instead, taken while in cache.
+
+    ``check_finite``: returns the first of X's rows holding NaN or inf (the
+    outputs then unfinished: see _layer), else -1.
+    """
     cdef int l, last = net.n_layers - 1
     cdef const floating *A = X
-    cdef Py_ssize_t lda = ldx, n_out = net.n_out[last]
+    cdef Py_ssize_t lda = ldx, n_out = net.n_out[last], bad
     cdef floating *C
-    for l in range(last):
-        C = buf0 if l % 2 == 0 else buf1
-        _layer(net, l, own_wide, rows, A, lda, C, net.ld[l])
+    for l in range(last + 1):
+        if l == last and labels == NULL:
+            C = out  # the real columns straight into the output: no padded rows to copy
+        else:
+            C = buf0 if l % 2 == 0 else buf1
+        bad = _layer(net, l, own_wide, rows, A, lda, C, n_out if C == out else net.ld[l],
+                     check_finite and l == 0)
+        if bad >= 0:
+            return bad
         A = C
         lda = net.ld[l]
-    if labels == NULL:
-        # the real columns straight into the output: no padded rows to copy
-        _layer(net, last, own_wide, rows, A, lda, out, n_out)
-    else:
-        C = buf0 if last % 2 == 0 else buf1
-        _layer(net, last, own_wide, rows, A, lda, C, net.ld[last])
-        _decide_rows(C, net.ld[last], rows, n_out, labels)
+    if labels != NULL:
+        _decide_rows(A, net.ld[last], rows, n_out, labels)
+    return -1
 
 
 cdef void _scale_rows(const unsigned char *src, Py_ssize_t n, floating scale,
@@ -734,7 +771,9 @@ cdef void _run_chunk(Net *net, bint own_wide, const void *X, int x_is_u8, floati
     ``work`` holds two chunk-sized activation buffers, then (uint8 input)
     room for the chunk's rows converted to floats.
     ``bad`` (float input, check_finite; else NULL): the first row found
-    holding NaN or inf lowers bad[0] to its index, and the chunk is not computed.
+    holding NaN or inf (found through the first layer's outputs: see
+    _first_bad_input_row) lowers bad[0] to its index, and the chunk is left
+    unfinished.
     """
     cdef Py_ssize_t n_in = net.n_in[0], n_out = net.n_out[net.n_layers - 1], r
     cdef const floating *Xc
@@ -743,14 +782,12 @@ cdef void _run_chunk(Net *net, bint own_wide, const void *X, int x_is_u8, floati
         _scale_rows(<const unsigned char *>X + r0 * n_in, rows * n_in, scale, <floating *>Xc)
     else:
         Xc = <const floating *>X + r0 * n_in
-        if bad != NULL:
-            # while the chunk's rows come into cache for its first layer
-            r = _first_nonfinite_row(Xc, rows, n_in)
-            if r >= 0:
-                bad[0] = min(bad[0], r0 + r)
-                return
-    _forward_chunk(net, own_wide, rows, Xc, n_in, out + r0 * n_out if out != NULL else NULL,
-                   labels + r0 if labels != NULL else NULL, work, work + chunk * net.max_ld)
+    r = _forward_chunk(net, own_wide, rows, Xc, n_in,
+                       out + r0 * n_out if out != NULL else NULL,
+                       labels + r0 if labels != NULL else NULL, work,
+                       work + chunk * net.max_ld, bad != NULL)
+    if r >= 0:
+        bad[0] = min(bad[0], r0 + r)
 
 
 cdef int _forward(Net *net, bint own_wide, Py_ssize_t n, const void *X, int x_is_u8,
