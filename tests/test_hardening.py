@@ -321,3 +321,34 @@ def test_sigint_is_answered_promptly(what):
     assert latency < 1.0
     if what == "fit":
         assert lines[1] == "weights_as_at_start True"
+
+
+def test_dense_answers_signals_between_slices():
+    """kernels.dense runs a long call in slices and lets signal handlers run
+    between them (the engine's rule): a handler's exception stops it."""
+    import signal
+    import time
+
+    class Stop(Exception):
+        pass
+
+    def handler(signum, frame):
+        raise Stop
+
+    rng = np.random.default_rng(0)
+    X = rng.random((20000, 4000), dtype=np.float32)
+    W = rng.random((4000, 2048), dtype=np.float32)  # 164 G multiply-adds: seconds
+    b = np.zeros(2048, np.float32)
+    old = signal.signal(signal.SIGALRM, handler)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        start = time.monotonic()
+        with pytest.raises(Stop):
+            kernels.dense(X, W, b)
+        latency = time.monotonic() - start - 0.1
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    print(f"dense: signal answered after {latency * 1000:.1f} ms")
+    assert latency < 1.0
+

@@ -180,27 +180,38 @@ cdef void _elementwise_threads(Elementwise op, const floating *x, const floating
                      min(chunk, n - c * chunk), act)
 
 
+cdef int _elementwise_sliced(Elementwise op, const floating *x, const floating *y,
+                             floating *out, Py_ssize_t n, int act) except -1:
+    """op over n elements in slices of SLICE_WORK / 16 (a few milliseconds),
+    answering signals between them (Ctrl-C: see SLICE_WORK)."""
+    cdef Py_ssize_t step = max(ELEMENT_CHUNK, SLICE_WORK // 16), r = 0, m
+    while r < n:
+        if r > 0:
+            PyErr_CheckSignals()  # KeyboardInterrupt raises here
+        m = min(step, n - r)
+        with nogil:
+            _elementwise_threads(op, x + r, y + r if y != NULL else NULL, out + r, m, act)
+        r += m
+    return 0
+
+
 def activate(const floating[::1] z, floating[::1] out, int act):
     """out = act(z) elementwise (not softmax); out may alias z."""
     if z.shape[0]:
-        with nogil:
-            _elementwise_threads(ACTIVATE, &z[0], <const floating *>NULL, &out[0], z.shape[0],
-                                 act)
+        _elementwise_sliced(ACTIVATE, &z[0], <const floating *>NULL, &out[0], z.shape[0], act)
 
 
 def sigmoid_prime(const floating[::1] z, floating[::1] out):
     """out = sigma(z) * (1 - sigma(z)) elementwise; out may alias z."""
     if z.shape[0]:
-        with nogil:
-            _elementwise_threads(SIGMOID_PRIME, &z[0], <const floating *>NULL, &out[0],
-                                 z.shape[0], 0)
+        _elementwise_sliced(SIGMOID_PRIME, &z[0], <const floating *>NULL, &out[0], z.shape[0],
+                            0)
 
 
 def sigmoid_backward(const floating[::1] grad, const floating[::1] a, floating[::1] out):
     """out = grad * a * (1 - a) elementwise; out may alias grad or a."""
     if grad.shape[0]:
-        with nogil:
-            _elementwise_threads(SIGMOID_BACKWARD, &grad[0], &a[0], &out[0], grad.shape[0], 0)
+        _elementwise_sliced(SIGMOID_BACKWARD, &grad[0], &a[0], &out[0], grad.shape[0], 0)
 
 
 # ---- the dense layer: GEMM, then bias and activation in one pass ----
@@ -376,8 +387,8 @@ def dense(const floating[:, ::1] X, const floating[:, ::1] W, const floating[::1
                          "inputs and outputs per layer")
     if X.shape[0] == 0 or W.shape[1] == 0:
         return
-    with nogil:
-        _dense(&X[0, 0], &W[0, 0], &b[0], &out[0, 0], X.shape[0], X.shape[1], W.shape[1], act)
+    _dense_sliced(cnp.NPY_FLOAT32 if floating is float else cnp.NPY_FLOAT64, &X[0, 0],
+                  &W[0, 0], &b[0], &out[0, 0], X.shape[0], X.shape[1], W.shape[1], act, False)
 
 
 def softmax_rows(floating[:, ::1] y):
@@ -494,16 +505,39 @@ def dense_fast(object X, object W, object b, object out, int act):
     cdef void *w = cnp.PyArray_DATA(<cnp.ndarray>W)
     cdef void *bias = cnp.PyArray_DATA(<cnp.ndarray>b)
     cdef void *o = cnp.PyArray_DATA(<cnp.ndarray>out)
-    if n * (n_in + 1) * n_out < NOGIL_MIN_WORK:  # a small layer: releasing the GIL costs more
-        _dense_any(typenum, x, w, bias, o, n, n_in, n_out, act)
-    else:
-        with nogil:
-            _dense_any(typenum, x, w, bias, o, n, n_in, n_out, act)
+    # a small layer keeps the GIL: releasing it would cost more
+    _dense_sliced(typenum, x, w, bias, o, n, n_in, n_out, act,
+                  n * (n_in + 1) * n_out < NOGIL_MIN_WORK)
     return out
 
 
-cdef inline void _dense_any(int typenum, void *X, void *W, void *b, void *out, Py_ssize_t n,
-                            Py_ssize_t n_in, Py_ssize_t n_out, int act) noexcept nogil:
+cdef int _dense_sliced(int typenum, const void *X, const void *W, const void *b, void *out,
+                       Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out, int act,
+                       bint keep_gil) except -1:
+    """_dense over n rows in slices of about SLICE_WORK multiply-adds per
+    thread (whole chunks), answering signals between them (Ctrl-C: see
+    SLICE_WORK); rows are computed the same in any slice."""
+    cdef Py_ssize_t itemsize = 4 if typenum == cnp.NPY_FLOAT32 else 8, r = 0, m
+    cdef Py_ssize_t step = SLICE_WORK * _max_threads() // max(1, (n_in + 1) * n_out)
+    step = max(CHUNK_ROWS, step // CHUNK_ROWS * CHUNK_ROWS)
+    while r < n:
+        if r > 0:
+            PyErr_CheckSignals()  # KeyboardInterrupt raises here
+        m = min(step, n - r)
+        if keep_gil:
+            _dense_any(typenum, <const char *>X + r * n_in * itemsize, W, b,
+                       <char *>out + r * n_out * itemsize, m, n_in, n_out, act)
+        else:
+            with nogil:
+                _dense_any(typenum, <const char *>X + r * n_in * itemsize, W, b,
+                           <char *>out + r * n_out * itemsize, m, n_in, n_out, act)
+        r += m
+    return 0
+
+
+cdef inline void _dense_any(int typenum, const void *X, const void *W, const void *b, void *out,
+                            Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out,
+                            int act) noexcept nogil:
     if typenum == cnp.NPY_FLOAT32:
         _dense(<const float *>X, <const float *>W, <const float *>b, <float *>out, n, n_in,
                n_out, act)
@@ -575,10 +609,11 @@ cdef struct Net:
     Py_ssize_t max_ld
 
 
-# Ctrl-C: a long forward pass or epoch runs in slices of about this many
-# multiply-adds per thread (a few milliseconds), and between slices takes the
-# GIL to let Python's signal handlers run (PyErr_CheckSignals): SIGINT is
-# answered within a slice. A batch-1 call is one slice and checks nothing.
+# Ctrl-C: a long forward pass, epoch or dense call runs in slices of about
+# this many multiply-adds per thread (a few milliseconds; elementwise kernels
+# a 16th of it in elements), and between slices takes the GIL to let Python's
+# signal handlers run (PyErr_CheckSignals): SIGINT is answered within a slice.
+# A batch-1 call is one slice and checks nothing.
 cdef Py_ssize_t SLICE_WORK = 1 << 27
 
 
