@@ -424,6 +424,7 @@ XOR_SOLVED_MEASURED = 16
 XOR_SOLVED_REQUIRED = 15
 
 
+@pytest.mark.slow
 def test_xor_with_two_hidden_sigmoid_neurons():
     """2-2-1 sigmoid, mse, 5000 epochs of batch 4 at learning rate 5.0.
 
@@ -443,6 +444,7 @@ def test_xor_with_two_hidden_sigmoid_neurons():
     assert len(solved) >= XOR_SOLVED_REQUIRED, solved
 
 
+@pytest.mark.slow
 def test_mnist_digits_784_16_10():
     """The full recipe: 30 epochs, batch 10, lr 3.0, mse, float32 (about 0.3 s).
 
