@@ -26,6 +26,9 @@ from dlfr import _reference as ref
 
 DTYPES = [np.float32, np.float64]
 
+#: every test here runs at each SIMD level this CPU has (conftest.py)
+pytestmark = pytest.mark.usefixtures("simd_level")
+
 #: Elementwise kernels against their twins (a few ulp apart at most).
 ELEMENTWISE_TOL = {
     np.float32: {"rtol": 2e-6, "atol": 1e-7},

@@ -28,6 +28,9 @@ from dlfr import _reference as ref
 
 DTYPES = [np.float32, np.float64]
 
+#: every test here runs at each SIMD level this CPU has (conftest.py)
+pytestmark = pytest.mark.usefixtures("simd_level")
+
 #: dlfr (in the network's dtype) against the float64 oracle on the same weights.
 FORWARD_TOL = {
     np.float32: {"rtol": 1e-4, "atol": 2e-5},
