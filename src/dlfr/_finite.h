@@ -36,45 +36,33 @@ __attribute__((target("avx2"))) static int dlfr_nonfinite_f64_avx2(const double 
 #define DLFR_FINITE_AVX2 0
 #endif
 
-/* Whether any of x[0 .. n) is NaN or +-inf. */
-static inline int dlfr_nonfinite_f32(const float *x, ptrdiff_t n)
-{
+/* Whether any of x[0 .. n) is NaN or +-inf: the AVX2 clone where the SIMD
+ * level in use has AVX2. */
 #if DLFR_FINITE_AVX2
-    if (dlfr_simd_level() == DLFR_AVX2 || dlfr_simd_level() == DLFR_AVX512)
-        return dlfr_nonfinite_f32_avx2(x, n);
+#define DLFR_USE_FINITE_AVX2 (dlfr_simd_level() == DLFR_AVX2 || dlfr_simd_level() == DLFR_AVX512)
+#define DLFR_NONFINITE(S, REAL)                                                          \
+    static inline int dlfr_nonfinite_##S(const REAL *x, ptrdiff_t n)                     \
+    { return DLFR_USE_FINITE_AVX2 ? dlfr_nonfinite_##S##_avx2(x, n) : dlfr_nonfinite_##S##_base(x, n); }
+#else
+#define DLFR_NONFINITE(S, REAL)                                                          \
+    static inline int dlfr_nonfinite_##S(const REAL *x, ptrdiff_t n)                     \
+    { return dlfr_nonfinite_##S##_base(x, n); }
 #endif
-    return dlfr_nonfinite_f32_base(x, n);
-}
-
-static inline int dlfr_nonfinite_f64(const double *x, ptrdiff_t n)
-{
-#if DLFR_FINITE_AVX2
-    if (dlfr_simd_level() == DLFR_AVX2 || dlfr_simd_level() == DLFR_AVX512)
-        return dlfr_nonfinite_f64_avx2(x, n);
-#endif
-    return dlfr_nonfinite_f64_base(x, n);
-}
+DLFR_NONFINITE(f32, float)
+DLFR_NONFINITE(f64, double)
 
 /* The first of rows x cols (contiguous rows) holding NaN or inf, or -1. */
-static inline ptrdiff_t dlfr_first_nonfinite_row_f32(const float *x, ptrdiff_t rows,
-                                                     ptrdiff_t cols)
-{
-    if (!dlfr_nonfinite_f32(x, rows * cols))
-        return -1;
-    for (ptrdiff_t r = 0; r < rows; r++)
-        if (dlfr_nonfinite_f32(x + r * cols, cols))
-            return r;
-    return -1;
-}
-
-static inline ptrdiff_t dlfr_first_nonfinite_row_f64(const double *x, ptrdiff_t rows,
-                                                     ptrdiff_t cols)
-{
-    if (!dlfr_nonfinite_f64(x, rows * cols))
-        return -1;
-    for (ptrdiff_t r = 0; r < rows; r++)
-        if (dlfr_nonfinite_f64(x + r * cols, cols))
-            return r;
-    return -1;
-}
+#define DLFR_FIRST_NONFINITE_ROW(S, REAL)                                             \
+    static inline ptrdiff_t dlfr_first_nonfinite_row_##S(const REAL *x, ptrdiff_t rows, \
+                                                         ptrdiff_t cols)              \
+    {                                                                                 \
+        if (!dlfr_nonfinite_##S(x, rows * cols))                                      \
+            return -1;                                                                \
+        for (ptrdiff_t r = 0; r < rows; r++)                                          \
+            if (dlfr_nonfinite_##S(x + r * cols, cols))                               \
+                return r;                                                             \
+        return -1;                                                                    \
+    }
+DLFR_FIRST_NONFINITE_ROW(f32, float)
+DLFR_FIRST_NONFINITE_ROW(f64, double)
 #endif
