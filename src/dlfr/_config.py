@@ -7,7 +7,7 @@ import platform
 import sys
 from typing import Any
 
-from . import _kernels
+from . import _cpu, _kernels
 
 
 def config_info() -> dict[str, Any]:
@@ -24,17 +24,11 @@ def config_info() -> dict[str, Any]:
     except ImportError:  # Cython is a build-time dependency only
         cython_version = "not installed"
     build = _kernels.build_info()
-    blas: list[dict[str, Any]] = []
-    try:
-        from threadpoolctl import threadpool_info
-
-        blas = [
-            {k: lib.get(k) for k in ("internal_api", "version", "num_threads",
-                                     "architecture", "threading_layer", "filepath")}
-            for lib in threadpool_info()
-        ]
-    except ImportError:
-        pass
+    blas = [
+        {k: pool[k] for k in ("internal_api", "version", "num_threads", "architecture",
+                              "threading_layer", "filepath")}
+        for pool in _cpu.thread_pools()
+    ]
     return {
         "dlfr": __version__,
         "python": sys.version.split()[0],

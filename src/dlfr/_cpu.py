@@ -89,5 +89,5 @@ def thread_pools() -> list[dict[str, Any]]:
     except ImportError:
         return []
     return [{k: pool.get(k) for k in ("user_api", "internal_api", "version", "architecture",
-                                       "num_threads", "filepath")}
+                                       "num_threads", "threading_layer", "filepath")}
             for pool in threadpool_info()]

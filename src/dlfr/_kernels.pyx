@@ -628,8 +628,8 @@ cdef inline Py_ssize_t _row_work(Net *net) noexcept nogil:
 
 cdef Py_ssize_t _slice_rows(Net *net, bint own_wide, int threads) noexcept nogil:
     """Rows per slice of a forward pass (see SLICE_WORK): whole chunks, at
-    least one a thread; where BLAS runs the
-    layers (threaded by itself), one chunk at most."""
+    least one a thread; where BLAS runs the layers (threaded by itself), one
+    chunk at most."""
     cdef Py_ssize_t rows
     if _uses_blas(net, own_wide):
         rows = SLICE_WORK * _max_threads() // _row_work(net)
@@ -922,8 +922,9 @@ cdef class Engine:
         ``n_threads``: None for every core; batches below PARALLEL_MIN_ROWS
         stay on one thread; at most THREAD_CAP threads run whatever is asked.
         ``check_finite``: float X holding NaN or inf raises ValueError naming
-        the first such row (checked chunk by chunk as the rows come into
-        cache; uint8 is always finite); False lets NaN propagate.
+        the first such row (found chunk by chunk through the first layer's
+        outputs: see _first_bad_input_row; uint8 is always finite); False
+        lets NaN propagate.
         """
         cdef int threads, is_u8 = _ready(X, 2, cnp.NPY_UINT8)
         cdef bint own_wide
