@@ -99,6 +99,13 @@ void dlfr_aligned_free(void *p);
       (ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t lda,        \
        const REAL *B, ptrdiff_t ldb, const REAL *bias, REAL *C, ptrdiff_t ldc),    \
       (m, n, k, A, lda, B, ldb, bias, C, ldc))                                     \
+    /* gemm, the same sums, for A streaming from memory (a large batch): it    \
+     * also prefetches the rows after each block (past row m too: the caller's \
+     * next rows), which costs a few per cent when A is already in cache.    */ \
+    X(REAL, S, void, gemm_stream,                                                  \
+      (ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t lda,        \
+       const REAL *B, ptrdiff_t ldb, const REAL *bias, REAL *C, ptrdiff_t ldc),    \
+      (m, n, k, A, lda, B, ldb, bias, C, ldc))                                     \
     /* C[i, :n] += alpha * sum_p A[p*lda + i] * B[p*ldb + :n]: C += alpha A^T B, \
      * A being (k, m) (the training update: n, ldb and ldc whole panels); ahead \
      * (may be NULL) is prefetched a little per block.                        */  \

@@ -56,6 +56,12 @@ cdef extern from "_simd.h" nogil:
     void dlfr_gemm_f64(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double *A,
                        Py_ssize_t lda, const double *B, Py_ssize_t ldb, const double *bias,
                        double *C, Py_ssize_t ldc)
+    void dlfr_gemm_stream_f32(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float *A,
+                              Py_ssize_t lda, const float *B, Py_ssize_t ldb,
+                              const float *bias, float *C, Py_ssize_t ldc)
+    void dlfr_gemm_stream_f64(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double *A,
+                              Py_ssize_t lda, const double *B, Py_ssize_t ldb,
+                              const double *bias, double *C, Py_ssize_t ldc)
     void dlfr_gemm_update_f32(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float *A,
                               Py_ssize_t lda, const float *B, Py_ssize_t ldb, float *C,
                               Py_ssize_t ldc, float alpha, const dlfr_prefetch *ahead)

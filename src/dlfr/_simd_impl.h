@@ -576,7 +576,8 @@ typedef REAL FN(vec_u) __attribute__((vector_size(VBYTES), aligned(sizeof(REAL))
  * holds __builtin_prefetch or an asm with a memory operand (2.5x slower,
  * measured). Elsewhere a step reads 16 bytes or less in all (one prefetch a
  * step would mostly repeat itself: 5-10 % slower, measured), and FN(gemm)
- * starts each next block's rows itself, two lines of each. */
+ * starts each next block's rows itself, two lines of each; the in-order
+ * tiles below AVX-512 prefetch only for gemm_stream, a line at a time. */
 #if VBYTES == 64 && defined(__x86_64__)
 #define LOOP_PREFETCH 1
 #define PREFETCH(address) __asm__ volatile("prefetcht0 (%0)" : : "r"(address))
@@ -941,21 +942,34 @@ static void FN(gemm_panels)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A
  * sums start at 0, else from C's stored partial sums; `last`: add the bias
  * and write the result, else store the partial sums (whole tiles only). */
 static inline __attribute__((always_inline)) void FN(tile)(
-    const int R, const int V, ptrdiff_t k, const REAL *A, ptrdiff_t lda, const REAL *B,
-    ptrdiff_t ldb, const REAL *bias, REAL *C, ptrdiff_t ldc, int cols, int first, int last)
+    const int PF, const int R, const int V, ptrdiff_t k, const REAL *A, ptrdiff_t lda,
+    const REAL *B, ptrdiff_t ldb, const REAL *bias, REAL *C, ptrdiff_t ldc, int cols, int first,
+    int last)
 {
     FN(vec) acc[R][8]; /* a constant bound (V is at most 8): a VLA would live in memory */
     UNROLL for (int r = 0; r < R; r++)
         UNROLL for (int v = 0; v < V; v++)
             acc[r][v] = first ? (FN(vec)){0} : *(const FN(vec_u) *)(C + r * ldc + v * VL);
-    for (ptrdiff_t p = 0; p < k; p++) {
-        FN(vec) bv[8];
-        UNROLL for (int v = 0; v < V; v++) bv[v] = *(const FN(vec_u) *)(B + p * ldb + v * VL);
-        UNROLL for (int r = 0; r < R; r++) {
-            REAL x = A[r * lda + p];
-            UNROLL for (int v = 0; v < V; v++) acc[r][v] += x * bv[v];
+#define TILE_STEP(P)                                                                     \
+    do {                                                                                 \
+        FN(vec) bv[8];                                                                   \
+        UNROLL for (int v = 0; v < V; v++) bv[v] = *(const FN(vec_u) *)(B + (P) * ldb + v * VL); \
+        UNROLL for (int r = 0; r < R; r++) {                                             \
+            REAL x = A[r * lda + (P)];                                                   \
+            UNROLL for (int v = 0; v < V; v++) acc[r][v] += x * bv[v];                   \
+        }                                                                                \
+    } while (0)
+    enum { LINE = DLFR_CACHE_LINE / sizeof(REAL) };
+    ptrdiff_t p = 0;
+    /* PF (A streaming from memory): a line of each of the next R rows per
+     * line of these, so they arrive while this tile computes */
+    if (PF)
+        for (; p + LINE <= k; p += LINE) {
+            UNROLL for (int r = 0; r < R; r++) __builtin_prefetch(A + (R + r) * lda + p);
+            for (int q = 0; q < LINE; q++) TILE_STEP(p + q);
         }
-    }
+    for (; p < k; p++) TILE_STEP(p);
+#undef TILE_STEP
     UNROLL for (int r = 0; r < R; r++) {
         REAL part[8 * VL]; /* a partial tile's row, before its first columns go out */
         REAL *row = cols == V * VL ? C + r * ldc : part;
@@ -970,15 +984,17 @@ static inline __attribute__((always_inline)) void FN(tile)(
 
 typedef void (*FN(tile_fn))(ptrdiff_t, const REAL *, ptrdiff_t, const REAL *, ptrdiff_t,
                             const REAL *, REAL *, ptrdiff_t, int, int, int);
-#define TILE_WRAPPER(ROWS, VECS, NAME)                                                  \
+#define TILE_WRAPPER_PF(PF, ROWS, VECS, NAME)                                           \
     static __attribute__((noinline)) void FN(NAME)(                                     \
         ptrdiff_t k, const REAL *A, ptrdiff_t lda, const REAL *B, ptrdiff_t ldb,        \
         const REAL *bias, REAL *C, ptrdiff_t ldc, int cols, int first, int last)        \
     {                                                                                   \
-        FN(tile)(ROWS, VECS, k, A, lda, B, ldb, bias, C, ldc, cols, first, last);       \
+        FN(tile)(PF, ROWS, VECS, k, A, lda, B, ldb, bias, C, ldc, cols, first, last);   \
     }
+#define TILE_WRAPPER(ROWS, VECS, NAME) TILE_WRAPPER_PF(0, ROWS, VECS, NAME)
 /* rows 1..IR (IR is at most 6 here): a blocked tile and a wide few-row tile each */
 TILE_WRAPPER(IR, IV, tile_block)
+TILE_WRAPPER_PF(1, IR, IV, tile_block_stream)
 TILE_WRAPPER(1, IV, tile_1) TILE_WRAPPER(1, FEWV(1), few_1)
 #if IR > 1
 TILE_WRAPPER(2, IV, tile_2) TILE_WRAPPER(2, FEWV(2), few_2)
@@ -993,6 +1009,7 @@ TILE_WRAPPER(4, IV, tile_4) TILE_WRAPPER(4, FEWV(4), few_4)
 TILE_WRAPPER(5, IV, tile_5) TILE_WRAPPER(5, FEWV(5), few_5)
 #endif
 #undef TILE_WRAPPER
+#undef TILE_WRAPPER_PF
 
 /* Rows [0, rows) (rows < IR, or any count) with B streamed once: column
  * tiles as wide as the registers allow for that many rows, then IV-vector
@@ -1036,8 +1053,9 @@ static void FN(gemm_few)(ptrdiff_t rows, ptrdiff_t n, ptrdiff_t np, ptrdiff_t k,
 
 static void FN(gemm_inorder)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t lda,
                              const REAL *B, ptrdiff_t ldb, const REAL *bias, REAL *C,
-                             ptrdiff_t ldc)
+                             ptrdiff_t ldc, int stream)
 {
+    const FN(tile_fn) block = stream ? FN(tile_block_stream) : FN(tile_block);
     const ptrdiff_t np = (n + DLFR_PANEL - 1) / DLFR_PANEL * DLFR_PANEL; /* B's padded width */
     const ptrdiff_t tw = IV * VL, blocked = m - m % IR, full = n - n % tw;
     /* B's rows lie ldb apart: a k block of them one tile wide maps onto few
@@ -1047,7 +1065,11 @@ static void FN(gemm_inorder)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *
      * blocks share it to repay the copy: 784->256 at 120 rows, AVX2 float64
      * 33 -> 40 GFLOP/s, float32 80 -> 81-83 (C loop, measured). */
     REAL packed[IKC * IV * VL] __attribute__((aligned(64)));
-    const int pack = ldb != tw && blocked >= 4 * IR;
+    /* all of B in 64 KB (784->16): it stays in L2 whole, and rows read in
+     * one pass are what the prefetchers follow best; k is not cut (nor B
+     * packed) */
+    const int cut = k * np * (ptrdiff_t)sizeof(REAL) > 65536;
+    const int pack = cut && ldb != tw && blocked >= 4 * IR;
     /* rows after the whole blocks (fewer than IR) go with them, tile by tile */
     const FN(tile_fn) narrow[IR] = {NULL, FN(tile_1),
 #if IR > 2
@@ -1070,7 +1092,8 @@ static void FN(gemm_inorder)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *
         /* k in equal blocks of at most IKC (784 in four of 196, not three of
          * 256 and a short one of 16, whose partial sums cost as much to
          * store and reload as its products take) */
-        const ptrdiff_t n_kb = (k + IKC - 1) / IKC, kc = n_kb > 1 ? (k + n_kb - 1) / n_kb : k;
+        const ptrdiff_t n_kb = cut ? (k + IKC - 1) / IKC : 1,
+                        kc = n_kb > 1 ? (k + n_kb - 1) / n_kb : k;
         ptrdiff_t p = 0;
         do {
             ptrdiff_t kb = k - p < kc ? k - p : kc;
@@ -1084,7 +1107,7 @@ static void FN(gemm_inorder)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *
                     ldp = tw;
                 }
                 for (ptrdiff_t i = 0; i < blocked; i += IR)
-                    FN(tile_block)(kb, A + i * lda + p, lda, Bj, ldp, bias ? bias + j : NULL,
+                    block(kb, A + i * lda + p, lda, Bj, ldp, bias ? bias + j : NULL,
                                    C + i * ldc + j, ldc, (int)tw, p == 0, p + kb == k);
                 if (rest) /* the last rows, while B's block is at hand */
                     rest(kb, A + blocked * lda + p, lda, Bj, ldp, bias ? bias + j : NULL,
@@ -1115,7 +1138,7 @@ void FN(gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t ld
      * everything on narrower vectors) to the panels: which kernel a column
      * gets depends on n alone, never on the batch */
 #if INORDER_KERNEL
-    FN(gemm_inorder)(m, n, k, A, lda, B, ldb, bias, C, ldc);
+    FN(gemm_inorder)(m, n, k, A, lda, B, ldb, bias, C, ldc, 0);
 #else
     ptrdiff_t wide = 0;
 #if WIDE_KERNEL
@@ -1125,6 +1148,16 @@ void FN(gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t ld
     if (wide < n)
         FN(gemm_panels)(m, n - wide, k, A, lda, B + wide, ldb, bias ? bias + wide : NULL,
                         C + wide, ldc);
+#endif
+}
+
+void FN(gemm_stream)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t lda,
+                     const REAL *B, ptrdiff_t ldb, const REAL *bias, REAL *C, ptrdiff_t ldc)
+{
+#if INORDER_KERNEL
+    FN(gemm_inorder)(m, n, k, A, lda, B, ldb, bias, C, ldc, 1);
+#else /* the AVX-512 kernels prefetch the next rows at every batch size */
+    FN(gemm)(m, n, k, A, lda, B, ldb, bias, C, ldc);
 #endif
 }
 
@@ -1168,6 +1201,12 @@ void FN(gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t ld
                 C[i * ldc + j + l] = bias ? sum + bias[j + l] : sum;
             }
         }
+}
+
+void FN(gemm_stream)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t lda,
+                     const REAL *B, ptrdiff_t ldb, const REAL *bias, REAL *C, ptrdiff_t ldc)
+{
+    FN(gemm)(m, n, k, A, lda, B, ldb, bias, C, ldc);
 }
 
 void FN(gemm_update)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t lda,

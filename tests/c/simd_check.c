@@ -30,7 +30,7 @@
 /* ---- tallies per kernel ---- */
 
 static const char *const KERNELS[] = {"sigmoid", "sigmoid_prime", "sigmoid_backward",
-                                      "activate", "bias_act", "gemm", "gemm_update",
+                                      "activate", "bias_act", "gemm", "gemm_stream", "gemm_update",
                                       "act_backward", "output_delta", "bias_update"};
 enum { N_KERNELS = sizeof KERNELS / sizeof KERNELS[0] };
 static long passed[N_KERNELS], failed[N_KERNELS], reports;
@@ -409,7 +409,8 @@ static void check_bias_update(int level)
                 ptrdiff_t at = -1;
                 for (ptrdiff_t c = 0; c < cols + 4 && ok; c++) {
                     double magnitude = fabs(get(b, c));
-                    for (ptrdiff_t r = 0; r < rows; r++) magnitude += fabs(alpha * get(D, r * ld + c));
+                    for (ptrdiff_t r = 0; r < rows && c < cols; r++)
+                        magnitude += fabs(alpha * get(D, r * ld + c));
                     double tol = c < cols ? tol_sum() * sqrt((double)rows + 1) * magnitude : 0;
                     if (!agree(get(out, c), get(ref, c), tol)) ok = 0, at = c;
                 }
@@ -497,6 +498,15 @@ static void gemm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const void *A, ptrdiff_t
         dlfr_gemm_f32(m, n, k, A, lda, B, ldb, bias, C, ldc);
 }
 
+static void gemm_stream(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const void *A, ptrdiff_t lda,
+                        const void *B, ptrdiff_t ldb, const void *bias, void *C, ptrdiff_t ldc)
+{
+    if (f64)
+        dlfr_gemm_stream_f64(m, n, k, A, lda, B, ldb, bias, C, ldc);
+    else
+        dlfr_gemm_stream_f32(m, n, k, A, lda, B, ldb, bias, C, ldc);
+}
+
 /* One shape: C = A @ B + bias under the level and under generic. `nan`:
  * A[i0, p0] is NaN (row i0 of C must be NaN throughout) and B[p1, j1] +inf. */
 static void gemm_case(int level, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, int variant, int nan)
@@ -552,6 +562,17 @@ static void gemm_case(int level, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, int vari
     for (ptrdiff_t i = m * ldc; i < size_c && ok; i++)
         if (get(out, i) != get(ref, i)) ok = 0, why = "guard after C", at_i = m, at_j = i - m * ldc;
     free(magnitude), free(abs_b);
+    /* gemm_stream: the same sums bit for bit, guards untouched */
+    void *streamed = alloc(size_c);
+    for (ptrdiff_t i = 0; i < size_c; i++) set(streamed, i, GUARD);
+    gemm_stream(m, n, k, A, lda, B, ldb, with_bias ? bias : NULL, streamed, ldc);
+    ptrdiff_t differ = -1;
+    for (ptrdiff_t i = 0; i < size_c && differ < 0; i++)
+        if (memcmp((char *)streamed + i * esize(), (char *)out + i * esize(), esize()) != 0)
+            differ = i;
+    verdict("gemm_stream", differ < 0, "m %td n %td k %td lda %td ldb %td ldc %td: element %td differs from gemm's",
+            m, n, k, lda, ldb, ldc, differ);
+    dlfr_aligned_free(streamed);
     verdict("gemm", ok, "m %td n %td k %td lda %td ldb %td ldc %td bias %d nan %d: %s at (%td, %td): %.17g, generic %.17g",
             m, n, k, lda, ldb, ldc, with_bias, nan, why, at_i, at_j,
             ok ? 0.0 : get(out, at_i * ldc + at_j), ok ? 0.0 : get(ref, at_i * ldc + at_j));
