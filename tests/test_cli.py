@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 import dlfr
-from dlfr.cli import main
+from dlfr.cli import info as cli_info
+from dlfr.cli import main, timing
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Make the subprocess import this dlfr, whether it is installed or on PYTHONPATH.
@@ -298,6 +299,72 @@ def test_main_in_process_returns_2(tmp_path: Path, capsys: pytest.CaptureFixture
     assert err.count("\n") == 1 and err.startswith("dlfr: error: ")
 
 
+# The library's own validation errors, raised inside a command: what main maps to one line.
+LIBRARY_ERRORS = {
+    "ValueError": (ValueError, lambda tmp: dlfr.show_config("tables"),
+                   "mode must be 'stdout' or 'dicts'"),
+    "TypeError": (TypeError, lambda tmp: dlfr.kernels.sigmoid(np.array([1j])), "complex128"),
+    "OSError": (FileNotFoundError, lambda tmp: dlfr.Network.load(tmp / "none.npz"),
+                "no such file or folder: "),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(LIBRARY_ERRORS))
+def test_library_validation_error_is_one_line_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    kind: str,
+) -> None:
+    error, raise_it, fragment = LIBRARY_ERRORS[kind]
+    with pytest.raises(error):
+        raise_it(tmp_path)  # the library raises it of itself
+    monkeypatch.setattr(cli_info, "info", lambda **_: raise_it(tmp_path))
+    assert main(["info"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dlfr: error: "), captured.err
+    assert fragment in lines[0]
+    monkeypatch.setenv("DLFR_DEBUG", "1")  # the traceback instead
+    with pytest.raises(error):
+        main(["info"])
+
+
+# Bugs: exceptions no bad input causes. Each must keep its traceback.
+BUGS = {
+    "RuntimeError": "raise RuntimeError('a bug')",
+    "KeyError": "{}['a key that is not there']",
+    "AttributeError": "None.attribute",
+}
+
+
+@pytest.mark.parametrize("name", sorted(BUGS))
+def test_unexpected_error_keeps_its_traceback(tmp_path: Path, name: str) -> None:
+    # as the dlfr script runs it: sys.exit(main()), the command's function broken
+    code = (
+        "import sys\n"
+        "import dlfr.cli.info\n"
+        f"def broken(**_):\n    {BUGS[name]}\n"
+        "dlfr.cli.info.info = broken\n"
+        "from dlfr.cli import main\n"
+        "sys.exit(main(['info']))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=_env(),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith("Traceback (most recent call last)"), proc.stderr
+    assert "dlfr: error" not in proc.stderr
+    assert proc.stderr.splitlines()[-1].startswith(f"{name}:"), proc.stderr
+
+
+def test_unexpected_error_escapes_main(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(**_: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(cli_info, "info", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["info"])
+
+
 # -- bench ------------------------------------------------------------------------------------
 
 
@@ -358,6 +425,41 @@ def test_bench_peer_agrees_with_dlfr(tmp_path: Path, peer: str) -> None:
     assert result["skipped"] == {}
     row = next(r for r in result["results"] if r["impl"] == peer)
     assert "error" not in row and row["samples_per_s"] > 0
+
+
+class FakeClock:
+    """time.perf_counter for timing tests: each call of ``call`` takes the next duration."""
+
+    def __init__(self, durations: list[float]) -> None:
+        self.now, self.durations, self.calls = 100.0, durations, 0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def call(self) -> None:
+        self.now += self.durations[min(self.calls, len(self.durations) - 1)]
+        self.calls += 1
+
+
+def test_seconds_per_call_runs_calls_for_min_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock([0.001])
+    monkeypatch.setattr(timing.time, "perf_counter", clock)
+    assert timing.seconds_per_call(clock.call, repeat=3, min_time=0.01) == pytest.approx(0.001)
+    # timeit's autorange tries 1, 2, 5, then 10 calls (0.01 s); then 3 timings of 10 calls
+    assert clock.calls == 1 + 2 + 5 + 10 + 3 * 10
+
+
+def test_seconds_per_call_is_the_median(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock([0.5, 0.3, 0.1, 0.2])  # min_time 0.25: one call a timing
+    monkeypatch.setattr(timing.time, "perf_counter", clock)
+    assert timing.seconds_per_call(clock.call, repeat=3, min_time=0.25) == pytest.approx(0.2)
+
+
+def test_best_of_is_the_fastest_call_after_a_warm_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock([0.009, 0.003, 0.002, 0.004])
+    monkeypatch.setattr(timing.time, "perf_counter", clock)
+    assert timing.best_of(clock.call, runs=3) == pytest.approx(0.002)
+    assert clock.calls == 4
 
 
 # -- plot -------------------------------------------------------------------------------------
