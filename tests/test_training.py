@@ -598,7 +598,7 @@ def test_compiled_entry_points_refuse_what_they_cannot_read():
     from dlfr import _kernels
 
     net = Network([4, 3, 2], seed=0)
-    weights, biases, n_outs, acts = net._kernel_args
+    weights, biases, n_outs, acts = net.kernel_layers
     trainer = _kernels.Trainer([4, 3], [16, 16], 2, 2, 4)
     X, Y = np.zeros((5, 4), np.float32), np.zeros((5, 2), np.float32)
     before = [p.copy() for p in weights + biases]
