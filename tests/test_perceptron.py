@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
+from conftest import DTYPES
 
 from dlfr.datasets import logic_gate, xor
 from dlfr.perceptron import Perceptron
 
-DTYPES = [np.float32, np.float64]
 SEEDS = range(10)
 
 
