@@ -1,4 +1,8 @@
-"""Shared test setup: the kernel and network suites at every SIMD level.
+"""Shared test setup: the dtypes every suite runs in, and the kernel and
+network suites at every SIMD level.
+
+Test modules import the shared parametrisation (``from conftest import
+DTYPES, dtype_id``); pytest puts this folder on ``sys.path``.
 
 ``simd_level`` runs each test of a module that asks for it (``pytestmark``)
 once per SIMD level dlfr knows, in this process: ``_kernels.select_simd``
@@ -10,9 +14,24 @@ level above it is skipped too, so ``DLFR_SIMD=generic`` runs generic alone.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from dlfr import _kernels
+
+#: The dtypes of weights and arithmetic; every kernel and network test runs in both.
+DTYPES = [np.float32, np.float64]
+
+
+def dtype_id(dtype) -> str:
+    """A parametrised test's id for a dtype: "float32", "int8", ..."""
+    return np.dtype(dtype).name
+
+
+def arch_id(sizes) -> str:
+    """A parametrised test's id for layer sizes: "784-16-10"."""
+    return "-".join(map(str, sizes))
+
 
 #: Every level dlfr knows, lowest first per architecture (generic, avx2, ...).
 LEVELS = sorted(_kernels.SIMD_LEVELS, key=_kernels.SIMD_LEVELS.__getitem__)

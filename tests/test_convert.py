@@ -13,11 +13,11 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import DTYPES, dtype_id
 
 import dlfr
 from dlfr import Network
 
-DTYPES = [np.float32, np.float64]
 TOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
 HIDDEN = [(6,), (6, 5), (6, 5, 4)]
 
@@ -79,7 +79,7 @@ def targets(task, X):
     return (X[:, :3] > 0).astype(int)  # multilabel indicator, 3 labels
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("activation", ["identity", "logistic", "tanh", "relu"])
 @pytest.mark.parametrize("hidden", HIDDEN)
 @pytest.mark.parametrize("task", ["binary", "multiclass", "multilabel"])
@@ -107,7 +107,7 @@ def test_sklearn_classifier_matches(mlp, task, hidden, activation, dtype):
     np.testing.assert_array_equal(labels[clear], est.predict(X)[clear])
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("activation", ["identity", "logistic", "tanh", "relu"])
 @pytest.mark.parametrize("hidden", HIDDEN)
 @pytest.mark.parametrize("n_outputs", [1, 2])
@@ -172,7 +172,7 @@ def fake_mlp(dtype=np.float64, activation="tanh", out_activation="identity", see
     )
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 def test_sklearn_duck_typed(dtype):
     est = fake_mlp(dtype)
     X = data(dtype, n_features=3)
@@ -226,7 +226,7 @@ def torch_mlp(torch, dtype, hidden, activation, output, n_out=3, seed=0):
     return module.double() if dtype == np.float64 else module
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("activation", ["Sigmoid", "Tanh", "ReLU", "Identity", None])
 @pytest.mark.parametrize("hidden", HIDDEN)
 @pytest.mark.parametrize("output", [None, "Sigmoid", "Softmax1", "Softmax-1", "Tanh"])
@@ -258,7 +258,7 @@ def test_torch_matches(torch, output, hidden, activation, dtype):
     np.testing.assert_array_equal(net.predict(X)[clear], expected.argmax(axis=1)[clear])
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 def test_torch_single_output_labels(torch, dtype):
     module = torch_mlp(torch, dtype, (5,), torch.nn.Tanh, torch.nn.Sigmoid, n_out=1)
     X = data(dtype, n=200)

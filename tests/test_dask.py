@@ -22,11 +22,12 @@ dd = pytest.importorskip("dask.dataframe")
 distributed = pytest.importorskip("distributed")
 pd = pytest.importorskip("pandas")
 
+from conftest import DTYPES, dtype_id  # noqa: E402
+
 import dlfr  # noqa: E402
 import dlfr.dask as dlfr_dask  # noqa: E402
 from dlfr import Network  # noqa: E402
 
-DTYPES = ["float32", "float64"]
 SCHEDULERS = ["distributed", "threads"]
 TIMEOUT = 60  # seconds: a failing or stuck graph must not hang the suite
 # uneven row chunks, one of them empty
@@ -78,7 +79,7 @@ def test_the_real_dask_is_imported_inside_the_package():
 # ---- arrays: equal to the in-memory results, bit for bit -------------------------
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
 def test_predict_equals_in_memory(client, scheduler, dtype):
     net = Network([20, 16, 3], dtype=dtype, seed=1)
@@ -99,7 +100,7 @@ def test_predict_equals_in_memory(client, scheduler, dtype):
     np.testing.assert_array_equal(net.forward(Xn, n_threads=1, check_finite=False), want)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
 def test_mnist_sized_network_with_columns_split_over_chunks(client, scheduler, dtype):
     net = Network([784, 16, 10], dtype=dtype, seed=2)
@@ -321,7 +322,7 @@ def test_the_network_is_one_key_of_the_graph_and_unpickled_once_per_worker(clien
 # ---- batching ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 def test_rows_do_not_depend_on_batching(dtype):
     """Odd chunk sizes give bit-identical results: the GEMM is batch-invariant."""
     net = Network([784, 16, 10], dtype=dtype, seed=2)

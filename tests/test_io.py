@@ -8,10 +8,9 @@ import zipfile
 
 import numpy as np
 import pytest
+from conftest import DTYPES, dtype_id
 
 from dlfr import Network, activations, io
-
-DTYPES = [np.float32, np.float64]
 
 
 def make_model(dtype=np.float32, sizes=(3, 4, 2), seed=0):
@@ -75,7 +74,7 @@ def files_in(folder):
 # --- round trip ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("sizes", [(3, 4, 2), (784, 16, 10), (2, 1), (5, 7, 6, 3, 1)])
 def test_round_trip_is_exact(tmp_path, dtype, sizes):
     model = make_model(dtype, sizes)

@@ -19,12 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import DTYPES, dtype_id
 from scipy.special import expit
 
 from dlfr import _kernels, kernels
 from dlfr import _reference as ref
-
-DTYPES = [np.float32, np.float64]
 
 #: every test here runs at each SIMD level this CPU has (conftest.py)
 pytestmark = pytest.mark.usefixtures("simd_level")
@@ -90,10 +89,6 @@ OTHER_REAL_DTYPES = [np.int8, np.int32, np.int64, np.uint8, np.float16]
 
 def shape_id(shape) -> str:
     return "x".join(map(str, shape)) if shape else "scalar"
-
-
-def dtype_id(dtype) -> str:
-    return np.dtype(dtype).name
 
 
 def ulp_error(actual, z, dtype) -> np.ndarray:

@@ -21,12 +21,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import DTYPES, arch_id, dtype_id
 
 import dlfr
 from dlfr import Dense, Network, _kernels
 from dlfr import _reference as ref
-
-DTYPES = [np.float32, np.float64]
 
 #: every test here runs at each SIMD level this CPU has (conftest.py)
 pytestmark = pytest.mark.usefixtures("simd_level")
@@ -55,14 +54,6 @@ ARCHITECTURES = [
     [100, 10, 1, 256, 10],
     [256, 64, 100, 65, 17],
 ]
-
-
-def dtype_id(dtype) -> str:
-    return np.dtype(dtype).name
-
-
-def arch_id(sizes) -> str:
-    return "-".join(map(str, sizes))
 
 
 def random_input(n, n_in, dtype, seed=0) -> np.ndarray:

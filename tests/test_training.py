@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import DTYPES, arch_id, dtype_id
 
 import dlfr
 from dlfr import Network
 from dlfr import _reference as ref
-
-DTYPES = [np.float32, np.float64]
 
 #: dlfr's weights after training against the twin's (run in float64 from
 #: the same starting weights).
@@ -37,14 +36,6 @@ HISTORY_TOL = {
     np.float32: {"rtol": 1e-5, "atol": 1e-6},
     np.float64: {"rtol": 1e-12, "atol": 1e-14},
 }
-
-
-def dtype_id(dtype) -> str:
-    return np.dtype(dtype).name
-
-
-def arch_id(sizes) -> str:
-    return "-".join(map(str, sizes))
 
 
 # ---- the plain-NumPy twin ------------------------------------------------------
@@ -598,7 +589,7 @@ def test_compiled_entry_points_refuse_what_they_cannot_read():
     from dlfr import _kernels
 
     net = Network([4, 3, 2], seed=0)
-    weights, biases, n_outs, acts = net._kernel_args
+    weights, biases, n_outs, acts = net.kernel_layers
     trainer = _kernels.Trainer([4, 3], [16, 16], 2, 2, 4)
     X, Y = np.zeros((5, 4), np.float32), np.zeros((5, 2), np.float32)
     before = [p.copy() for p in weights + biases]

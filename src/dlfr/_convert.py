@@ -11,12 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from ._names import DTYPES, ActivationName
 from .layers import Dense
 
-_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
-
 #: scikit-learn activation name -> dlfr activation name
-_SKLEARN_ACTIVATIONS = {
+_SKLEARN_ACTIVATIONS: dict[str, ActivationName] = {
     "identity": "identity",
     "logistic": "sigmoid",
     "tanh": "tanh",
@@ -25,7 +24,7 @@ _SKLEARN_ACTIVATIONS = {
 }
 
 
-def _network(cls: Any, params: list[tuple[Any, Any, str]], dtype: np.dtype) -> Any:
+def _network(cls: Any, params: list[tuple[Any, Any, ActivationName]], dtype: np.dtype) -> Any:
     """``cls([Dense, ...])`` from (W of shape (n_in, n_out), b, activation) triples."""
     return cls([Dense.from_params(W, b, activation, dtype) for W, b, activation in params])
 
@@ -72,7 +71,7 @@ def from_sklearn(cls: Any, estimator: Any) -> Any:
         raise TypeError(f"expected a fitted MLPClassifier or MLPRegressor; got {name}")
     coefs, intercepts = list(estimator.coefs_), list(estimator.intercepts_)
     dtype = np.asarray(coefs[0]).dtype
-    if dtype not in (_F32, _F64):
+    if dtype not in DTYPES.values():
         raise ValueError(f"{name}.coefs_ must be float32 or float64; got {dtype}")
     acts = []
     for attr in ["activation"] * (len(coefs) - 1) + ["out_activation_"]:
@@ -162,7 +161,8 @@ def from_torch(cls: Any, module: Any) -> Any:
     dtypes = {t.dtype for w, b, _ in params for t in (w, b) if t is not None}
     if len(dtypes) != 1:
         raise ValueError(f"the Linear layers must share one dtype; got {sorted(map(str, dtypes))}")
-    dtypes_np: dict[Any, np.dtype] = {torch.float32: _F32, torch.float64: _F64}
+    dtypes_np: dict[Any, np.dtype] = {torch.float32: DTYPES["float32"],
+                                      torch.float64: DTYPES["float64"]}
     dtype = dtypes_np.get(next(iter(dtypes)))
     if dtype is None:
         raise ValueError(f"parameters must be float32 or float64; got {next(iter(dtypes))}")

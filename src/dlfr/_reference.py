@@ -1,14 +1,16 @@
 """Plain-NumPy twin of every kernel in :mod:`dlfr.kernels`.
 
 This module is the oracle of the tests and the baseline of the benchmarks.
-It favours clarity over speed and uses nothing but NumPy. Every function
+It favours clarity over speed and computes with nothing but NumPy (the
+activation names come from the registry, :mod:`dlfr._names`). Every function
 computes in the dtype of its input (float32 stays float32, float64 stays
 float64, any other real dtype becomes float64), exactly as the kernels do, so
 it can be compared with them dtype for dtype. Tests that want a more precise
 oracle pass float64 copies of their inputs.
 
-``plain_sigmoid`` and ``plain_dense_sigmoid`` are the naive expressions people
-write by hand; they are what the benchmarks measure dlfr against.
+``plain_sigmoid``, ``plain_dense_sigmoid`` and ``plain_forward`` are the naive
+expressions people write by hand: the NumPy baseline that the benchmarks and
+``dlfr bench`` (through ``peers.numpy_forward``) measure dlfr against.
 """
 
 from __future__ import annotations
@@ -17,12 +19,16 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from . import _names
+from ._names import ActivationName
+
 __all__ = [
     "ACTIVATIONS",
     "dense",
     "forward",
     "identity",
     "plain_dense_sigmoid",
+    "plain_forward",
     "plain_sigmoid",
     "relu",
     "sigmoid",
@@ -125,14 +131,10 @@ def softmax(z) -> np.ndarray:
         return e / e.sum(axis=-1, keepdims=True)
 
 
-#: Activation name -> reference function, in the order of ``kernels.ACTIVATIONS``.
-ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "identity": identity,
-    "sigmoid": sigmoid,
-    "tanh": tanh,
-    "relu": relu,
-    "step": step,
-    "softmax": softmax,
+#: Activation name -> reference function: for every name in the registry, the
+#: function of that name above (a name without one fails this import).
+ACTIVATIONS: dict[ActivationName, Callable[[np.ndarray], np.ndarray]] = {
+    name: globals()[name] for name in _names.ACTIVATIONS
 }
 
 
@@ -141,7 +143,7 @@ def _dense_dtype(W) -> np.dtype:
     return _float_dtype(np.asarray(W).dtype)
 
 
-def dense(X, W, b, activation: str = "sigmoid") -> np.ndarray:
+def dense(X, W, b, activation: ActivationName = "sigmoid") -> np.ndarray:
     """Dense layer ``activation(X @ W + b)``.
 
     `X` is (n, n_in), `W` (n_in, n_out), `b` (n_out,). The computation runs in
@@ -160,7 +162,7 @@ def forward(
     X,
     weights: Sequence[np.ndarray],
     biases: Sequence[np.ndarray],
-    activations: str | Sequence[str] = "sigmoid",
+    activations: ActivationName | Sequence[ActivationName] = "sigmoid",
     *,
     return_all: bool = False,
 ) -> np.ndarray | list[np.ndarray]:
@@ -202,3 +204,12 @@ def plain_dense_sigmoid(X, W, b) -> np.ndarray:
     """The naive sigmoid layer ``1 / (1 + np.exp(-(X @ W + b)))``."""
     with np.errstate(over="ignore"):
         return 1 / (1 + np.exp(-(X @ W + b)))
+
+
+def plain_forward(X, weights: Sequence[np.ndarray], biases: Sequence[np.ndarray]) -> np.ndarray:
+    """The naive sigmoid network: ``a = 1 / (1 + np.exp(-(a @ W + b)))`` layer by layer."""
+    a = X
+    with np.errstate(over="ignore"):  # exp(-z) overflowing to inf gives the right 0
+        for W, b in zip(weights, biases, strict=True):
+            a = 1 / (1 + np.exp(-(a @ W + b)))
+    return a

@@ -1,11 +1,12 @@
-"""Every input check of dlfr's public calls, in one place.
+"""Every input check of dlfr's public Python calls, in one place.
 
 Policy (docs/design.md): float32 stays float32, float64 stays float64, other real
 numbers are converted; bool, complex, object, string and other non-numeric
 dtypes raise TypeError naming the argument and the dtype. Messages name the
 argument, what was expected and what was given. Checks run once, at the
 public boundary; the compiled kernels never see a bad shape or a
-non-contiguous buffer.
+non-contiguous buffer. (The compiled engine's entry points repeat the
+hot-path checks of X in C, with the same messages: see docs/architecture.md.)
 """
 
 from __future__ import annotations
@@ -15,27 +16,52 @@ from typing import Any
 
 import numpy as np
 
-F32 = np.dtype(np.float32)
-F64 = np.dtype(np.float64)
+from ._names import DTYPES, dtype_name
+
+F32 = DTYPES["float32"]
+F64 = DTYPES["float64"]
+U8 = np.dtype(np.uint8)
+#: uint8 input is pixels everywhere (forward, predict, fit, kernels.dense): value / 255
+U8_SCALE = 1.0 / 255.0
 
 
 def real_dtype(name: str, dtype: Any) -> np.dtype:
     """The network dtype named by ``dtype`` (float32 or float64), or ValueError."""
-    try:
-        dt = None if dtype is None else np.dtype(dtype)  # np.dtype(None) is float64
-    except TypeError:
-        dt = None
-    if dt is None or dt.type not in (F32.type, F64.type):
-        raise ValueError(f"{name} must be 'float32' or 'float64'; got {dtype!r}")
-    return F32 if dt.type is np.float32 else F64  # native byte order
+    found = dtype_name(dtype)
+    if found is None:
+        choices = " or ".join(map(repr, DTYPES))
+        raise ValueError(f"{name} must be {choices}; got {dtype!r}")
+    return DTYPES[found]  # native byte order
 
 
-def refuse_non_real(name: str, dt: Any) -> None:
-    """TypeError unless ``dt`` holds real numbers (numpy and pandas' extension dtypes)."""
+def refuse_non_real(
+    name: str, dt: Any, what: str = "real numbers (float32, float64 or integers)"
+) -> None:
+    """TypeError unless ``dt`` holds real numbers (numpy and pandas' extension dtypes).
+
+    The one refusal of bool, complex, object and string dtypes; ``what`` says
+    what ``name`` should have held.
+    """
     if getattr(dt, "kind", "O") not in "iuf":
-        raise TypeError(
-            f"{name} must hold real numbers (float32, float64 or integers); got dtype {dt}"
-        )
+        raise TypeError(f"{name} must hold {what}; got dtype {dt}")
+
+
+def ready(x: Any, dtypes: tuple[np.dtype, ...]) -> bool:
+    """True for an ndarray the kernels read as it is: C-contiguous, aligned and
+    of one of ``dtypes`` (native byte order). The one test of "ready" in Python."""
+    return (type(x) is np.ndarray and x.flags.c_contiguous and x.flags.aligned
+            and x.dtype in dtypes)
+
+
+def as_ndarray(x: Any, name: str) -> np.ndarray:
+    """``np.asarray(x)``, or TypeError naming ``name`` for what NumPy cannot read
+    as one array (ragged rows, say)."""
+    if isinstance(x, np.ndarray):
+        return x
+    try:
+        return np.asarray(x)
+    except (ValueError, TypeError) as exc:
+        raise TypeError(f"{name} must be an array of real numbers: {exc}") from None
 
 
 def as_array(x: Any, name: str, dtype: np.dtype | None = None) -> np.ndarray:
@@ -46,14 +72,9 @@ def as_array(x: Any, name: str, dtype: np.dtype | None = None) -> np.ndarray:
     its dtype, order or layout requires one.
     """
     # Fast path: already what the kernels want (the usual case on hot paths).
-    if type(x) is np.ndarray and x.flags.c_contiguous and x.flags.aligned:
-        dt = x.dtype
-        if (dt is dtype) if dtype is not None else (dt is F32 or dt is F64):
-            return x
-    try:
-        arr = np.asarray(x)
-    except (ValueError, TypeError) as exc:
-        raise TypeError(f"{name} must be an array of real numbers: {exc}") from None
+    if ready(x, (F32, F64) if dtype is None else (dtype,)):
+        return x
+    arr = as_ndarray(x, name)
     dt = arr.dtype
     refuse_non_real(name, dt)
     if dtype is None:
@@ -65,9 +86,38 @@ def as_array(x: Any, name: str, dtype: np.dtype | None = None) -> np.ndarray:
     return out if out.flags.aligned else out.copy()
 
 
+def as_float_input(x: Any, name: str, dtype: np.dtype) -> np.ndarray:
+    """``x`` as ``as_array`` makes it, uint8 read as pixels (value / 255): X as
+    ``fit`` and ``kernels.dense`` compute with it."""
+    arr = as_ndarray(x, name)
+    out = as_array(arr, name, dtype)
+    if arr.dtype == U8:
+        out *= dtype.type(U8_SCALE)  # as_array made a float copy already
+    return out
+
+
+def network_input(x: Any, dtype: np.dtype, n_in: int) -> np.ndarray:
+    """X as a network's forward pass takes it: (n, n_in), of ``dtype`` or uint8
+    (raw pixels, which the engine scales itself)."""
+    if not (ready(x, (dtype, U8)) and x.ndim == 2):
+        arr = as_ndarray(x, "X")
+        x = as_array(arr, "X", U8 if arr.dtype == U8 else dtype)
+        check_ndim(x, "X", 2, "(n_samples, n_features)")
+    check_features(x, "X", n_in)
+    return x
+
+
 def check_ndim(x: np.ndarray, name: str, ndim: int, what: str) -> None:
     if x.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D {what}; got shape {x.shape}")
+
+
+def check_features(x: np.ndarray, name: str, n_in: int) -> None:
+    """ValueError unless the 2-D ``x`` has the network's ``n_in`` columns."""
+    if x.shape[1] != n_in:
+        raise ValueError(
+            f"{name} has {x.shape[1]} features (shape {x.shape}) but the network expects {n_in}"
+        )
 
 
 def out_array(
@@ -123,6 +173,41 @@ def positive_float(value: Any, name: str) -> float:
     return number
 
 
+def class_labels(y: np.ndarray, name: str, n_classes: int | None, limit: str) -> np.ndarray:
+    """The 1-D labels ``y`` (of a real dtype) as intp: whole numbers from 0, and
+    below ``n_classes`` unless it is None. ``limit`` says where n_classes comes
+    from ("for a network with 10 outputs"); a refusal names the first bad label
+    and where it is."""
+
+    def first(bad: np.ndarray) -> int | None:
+        where = np.flatnonzero(bad)
+        return int(where[0]) if where.size else None
+
+    if y.dtype.kind == "f":
+        i = first(~np.isfinite(y) | (y != np.floor(y)))
+        if i is not None:
+            raise ValueError(f"{name} holds labels that are not whole numbers "
+                             f"({name}[{i}] = {y[i].item()!r})")
+    i = first(y < 0)
+    if i is not None:
+        raise ValueError(f"{name} holds label {int(y[i])}, below 0 (at {name}[{i}])")
+    if n_classes is not None:
+        i = first(y >= n_classes)
+        if i is not None:
+            raise ValueError(f"{name} holds label {int(y[i])}, outside 0..{n_classes - 1} "
+                             f"{limit} (at {name}[{i}])")
+    return y.astype(np.intp)
+
+
+def one_hot(labels: np.ndarray, n_classes: int, dtype: np.dtype) -> np.ndarray:
+    """Rows (len(labels), n_classes) of ``dtype``, row i 1 in column labels[i]: the
+    one one-hot encoding (``datasets.one_hot``, ``targets``), of labels that
+    ``class_labels`` checked."""
+    rows = np.zeros((labels.size, n_classes), dtype=dtype)
+    rows[np.arange(labels.size), labels] = 1
+    return rows
+
+
 def targets(y: Any, n_out: int, dtype: np.dtype, name: str = "y") -> np.ndarray:
     """Target rows (n, n_out) from integer labels or from rows given as they are.
 
@@ -130,25 +215,14 @@ def targets(y: Any, n_out: int, dtype: np.dtype, name: str = "y") -> np.ndarray:
     ``evaluate`` takes the labels of it, so both refuse the same ``y``.
     """
     arr = np.asarray(y)
-    if arr.dtype.kind not in "iuf":
-        raise TypeError(f"{name} must hold integer labels or target rows; got dtype {arr.dtype}")
+    refuse_non_real(name, arr.dtype, "integer labels or target rows")
     if arr.ndim == 1:
-        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr) & (arr == np.round(arr))):
-            raise ValueError(f"{name} holds labels that are not whole numbers")
-        labels = arr.astype(np.int64)
         if n_out == 1:
-            if labels.size and not np.all((labels == 0) | (labels == 1)):
+            if arr.size and not np.all((arr == 0) | (arr == 1)):
                 raise ValueError(f"{name} must hold labels 0 or 1 for a network with one output")
-            return labels.astype(dtype).reshape(-1, 1)
-        if labels.size and (labels.min() < 0 or labels.max() >= n_out):
-            bad = labels[(labels < 0) | (labels >= n_out)][0]
-            raise ValueError(
-                f"{name} holds label {bad}, outside 0..{n_out - 1} for a network with "
-                f"{n_out} outputs"
-            )
-        out = np.zeros((labels.size, n_out), dtype=dtype)
-        out[np.arange(labels.size), labels] = 1
-        return out
+            return arr.astype(dtype).reshape(-1, 1)
+        labels = class_labels(arr, name, n_out, f"for a network with {n_out} outputs")
+        return one_hot(labels, n_out, dtype)
     if arr.ndim == 2:
         if arr.shape[1] != n_out:
             raise ValueError(

@@ -1,33 +1,27 @@
-"""The activation registry: each name's kernel code and its NumPy twin."""
+"""Activation names, their kernel codes and their NumPy twins.
+
+The names and codes live in the registry, :mod:`dlfr._names`; ``CODES`` and
+``ACTIVATIONS`` are its tables under the names this module has always given them.
+"""
 
 from __future__ import annotations
 
-from . import _kernels
+from collections.abc import Callable
 
-#: name -> code understood by the compiled kernels
-CODES: dict[str, int] = {
-    "identity": _kernels.IDENTITY,
-    "sigmoid": _kernels.SIGMOID,
-    "tanh": _kernels.TANH,
-    "relu": _kernels.RELU,
-    "step": _kernels.STEP,
-    "softmax": _kernels.SOFTMAX,
-}
-ACTIVATIONS: tuple[str, ...] = tuple(CODES)
+import numpy as np
+
+from . import _reference
+from ._names import ACTIVATION_CODES as CODES
+from ._names import ACTIVATIONS, ActivationName, lookup
+
+__all__ = ["ACTIVATIONS", "CODES", "code", "reference"]
 
 
 def code(name: object, argument: str = "activation") -> int:
     """Return the kernel code of activation ``name``, or raise ValueError naming it."""
-    try:
-        return CODES[name]  # type: ignore[index]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"{argument} must be one of {', '.join(map(repr, ACTIVATIONS))}; got {name!r}"
-        ) from None
+    return lookup(CODES, name, argument)
 
 
-def reference(name: str):
+def reference(name: ActivationName) -> Callable[[np.ndarray], np.ndarray]:
     """The plain-NumPy twin of activation ``name``."""
-    from . import _reference  # only tests and benchmarks need it
-
     return _reference.ACTIVATIONS[name]

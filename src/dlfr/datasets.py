@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._validation import real_dtype
+from ._names import DTypeSpec
+from ._validation import class_labels, positive_int, real_dtype, refuse_non_real
+from ._validation import one_hot as encode_one_hot
 
 if TYPE_CHECKING:
     from importlib.abc import Traversable
@@ -223,7 +225,7 @@ def load_mnist(
     path: str | os.PathLike[str] | None = None,
     *,
     kind: str = "t10k",
-    dtype: Any = "float32",
+    dtype: DTypeSpec = "float32",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Load MNIST digits: the bundled test set, or IDX files from a folder.
 
@@ -313,7 +315,7 @@ def load_mnist(
     return X, labels.astype(np.int64)
 
 
-def logic_gate(name: str, dtype: Any = "float32") -> tuple[np.ndarray, np.ndarray]:
+def logic_gate(name: str, dtype: DTypeSpec = "float32") -> tuple[np.ndarray, np.ndarray]:
     """The truth table of a two-input logic gate as a data set.
 
     Parameters
@@ -350,7 +352,7 @@ def logic_gate(name: str, dtype: Any = "float32") -> tuple[np.ndarray, np.ndarra
     return X, y
 
 
-def xor(dtype: Any = "float32") -> tuple[np.ndarray, np.ndarray]:
+def xor(dtype: DTypeSpec = "float32") -> tuple[np.ndarray, np.ndarray]:
     """The XOR problem: four points no single straight line separates.
 
     Parameters
@@ -378,7 +380,7 @@ def xor(dtype: Any = "float32") -> tuple[np.ndarray, np.ndarray]:
     return logic_gate("xor", dtype)
 
 
-def one_hot(y: Any, n_classes: int | None = None, dtype: Any = "float32") -> np.ndarray:
+def one_hot(y: Any, n_classes: int | None = None, dtype: DTypeSpec = "float32") -> np.ndarray:
     """Encode integer class labels as one-hot rows.
 
     Parameters
@@ -413,32 +415,14 @@ def one_hot(y: Any, n_classes: int | None = None, dtype: Any = "float32") -> np.
     """
     out_dtype = real_dtype("dtype", dtype)
     labels = np.asarray(y)
-    if labels.dtype.kind not in "iuf":
-        raise TypeError(f"y must hold integer class labels, got dtype {labels.dtype}")
+    refuse_non_real("y", labels.dtype, "integer class labels")
     if labels.ndim != 1:
         raise ValueError(f"y must be 1-D class labels, got shape {labels.shape}")
-
-    # Report the first offending label with its index.
-    def _refuse(mask: np.ndarray, problem: str) -> None:
-        bad = np.flatnonzero(mask)
-        if bad.size:
-            raise ValueError(f"y[{bad[0]}] = {labels[bad[0]].item()!r} {problem}")
-
-    if labels.dtype.kind == "f":
-        _refuse(~np.isfinite(labels) | (labels != np.floor(labels)), "is not a whole number")
-    _refuse(labels < 0, "is negative")
-
+    if n_classes is not None:
+        n_classes = positive_int(n_classes, "n_classes")
+    checked = class_labels(labels, "y", n_classes, f"for n_classes={n_classes}")
     if n_classes is None:
         if labels.size == 0:
             raise ValueError("y is empty: pass n_classes to say how many columns to make")
         n_classes = int(labels.max()) + 1
-    elif isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)):
-        raise ValueError(f"n_classes must be a positive integer, got {n_classes!r}")
-    elif n_classes < 1:
-        raise ValueError(f"n_classes must be a positive integer, got {n_classes!r}")
-    n_classes = int(n_classes)
-    _refuse(labels >= n_classes, f"is out of range for n_classes={n_classes}")
-
-    out = np.zeros((labels.size, n_classes), dtype=out_dtype)
-    out[np.arange(labels.size), labels.astype(np.intp)] = 1
-    return out
+    return encode_one_hot(checked, n_classes, out_dtype)

@@ -35,16 +35,18 @@ from typing import IO, Any
 
 import numpy as np
 
+from ._names import ACTIVATIONS, DTYPES, DTypeSpec
+from ._names import dtype_name as _dtype_name
+
 __all__ = ["ACTIVATIONS", "FORMAT", "FORMAT_VERSION", "ModelFile", "load_model", "save_model"]
 
 #: The value of the header's ``format`` key.
 FORMAT = "dlfr-model"
 #: The format version this module writes and the only one it reads.
 FORMAT_VERSION = 1
-#: Activation names a model file may name, unless the caller allows others.
-ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "step", "softmax")
+# ACTIVATIONS (from dlfr._names): the activation names a model file may
+# name, unless the caller allows others.
 
-_DTYPES = ("float32", "float64")
 _HEADER = "header"
 # Header keys this module writes itself; ``extra`` may not override them.
 _RESERVED = ("format", "format_version", "sizes", "activations", "dtype")
@@ -115,8 +117,8 @@ def _check_structure(
     for name in activations:
         if not isinstance(name, str) or name not in allowed:
             return f"unknown activation {name!r} (allowed: {', '.join(allowed)})"
-    if dtype_name not in _DTYPES:
-        return f"dtype must be 'float32' or 'float64', got {dtype_name!r}"
+    if not isinstance(dtype_name, str) or dtype_name not in DTYPES:
+        return f"dtype must be {' or '.join(map(repr, DTYPES))}, got {dtype_name!r}"
     return None
 
 
@@ -167,17 +169,6 @@ def _check_layers(
     return None
 
 
-def _dtype_name(dtype: Any) -> str | None:
-    """Return "float32" or "float64" for such a dtype, else None."""
-    if dtype is None:  # np.dtype(None) would mean float64
-        return None
-    try:
-        resolved = np.dtype(dtype)
-    except TypeError:
-        return None
-    return resolved.name if resolved.name in _DTYPES else None
-
-
 def save_model(
     path: str | os.PathLike[str],
     *,
@@ -185,7 +176,7 @@ def save_model(
     activations: Sequence[str],
     weights: Sequence[np.ndarray],
     biases: Sequence[np.ndarray],
-    dtype: Any,
+    dtype: DTypeSpec,
     extra: dict[str, Any] | None = None,
     allowed_activations: Iterable[str] = ACTIVATIONS,
 ) -> None:

@@ -15,13 +15,8 @@ from typing import Any
 import numpy as np
 
 from . import _kernels
-from ._validation import F32, F64, as_array, check_ndim, out_array
-from .activations import ACTIVATIONS, code
-from .activations import CODES as _CODES
-
-_U8 = np.dtype(np.uint8)
-#: uint8 X is read as pixels: value / 255, as Network.forward reads it
-_U8_SCALE = 1.0 / 255.0
+from ._names import ACTIVATION_CODES, ACTIVATIONS, ActivationName, lookup
+from ._validation import F32, F64, as_array, as_float_input, check_ndim, out_array
 
 __all__ = [
     "ACTIVATIONS", "dense", "identity", "relu", "sigmoid", "sigmoid_backward",
@@ -106,7 +101,8 @@ def sigmoid_backward(grad: Any, a: Any, out: Any = None) -> Any:
     return res[()] if out is None and g.ndim == 0 else res
 
 
-def dense(X: Any, W: Any, b: Any, activation: str = "sigmoid", out: Any = None) -> np.ndarray:
+def dense(X: Any, W: Any, b: Any, activation: ActivationName = "sigmoid",
+          out: Any = None) -> np.ndarray:
     """One dense layer, fused: ``activation(X @ W + b)``.
 
     Parameters
@@ -129,19 +125,16 @@ def dense(X: Any, W: Any, b: Any, activation: str = "sigmoid", out: Any = None) 
     ``dlfr.show_config()``'s "gemm"). The GIL is released for all but tiny
     layers.
     """
-    act = _CODES.get(activation) if isinstance(activation, str) else None
+    act = ACTIVATION_CODES.get(activation) if isinstance(activation, str) else None
     if act is not None:
         res = _kernels.dense_fast(X, W, b, out, act)
         if res is not None:
             return res
-    act = code(activation)
+    act = lookup(ACTIVATION_CODES, activation, "activation")
     Wa = as_array(W, "W")
     check_ndim(Wa, "W", 2, "(n_in, n_out)")
     dtype = Wa.dtype
-    Xa = as_array(X, "X", dtype)
-    if np.asarray(X).dtype == _U8:
-        # raw pixels: the one rule for uint8 across dlfr (Network.forward, fit)
-        Xa *= dtype.type(_U8_SCALE)  # as_array made a float copy already
+    Xa = as_float_input(X, "X", dtype)  # uint8: pixels, as Network.forward reads them
     check_ndim(Xa, "X", 2, "(n_samples, n_features)")
     ba = as_array(b, "b", dtype)
     check_ndim(ba, "b", 1, "(n_out,)")

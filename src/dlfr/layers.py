@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from . import _kernels
+from ._names import ACTIVATION_CODES, ActivationName, DTypeSpec, lookup
 from ._validation import as_array, positive_int, real_dtype
-from .activations import code
 
 
 def _padded_width(n_out: int) -> int:
@@ -48,8 +49,8 @@ class Dense:
         self,
         n_in: int,
         n_out: int,
-        activation: str = "sigmoid",
-        dtype: Any = "float32",
+        activation: ActivationName = "sigmoid",
+        dtype: DTypeSpec = "float32",
         seed: int | np.random.Generator | None = None,
     ) -> None:
         self._allocate(n_in, n_out, activation, dtype)
@@ -58,12 +59,13 @@ class Dense:
             self.n_in)
         self._b[: self.n_out] = rng.standard_normal(self.n_out)
 
-    def _allocate(self, n_in: int, n_out: int, activation: str, dtype: Any) -> None:
+    def _allocate(self, n_in: int, n_out: int, activation: ActivationName,
+                  dtype: DTypeSpec) -> None:
         """Check the configuration and set up zeroed, padded, aligned storage."""
         n_in = positive_int(n_in, "n_in")
         n_out = positive_int(n_out, "n_out")
-        self._act = code(activation)
-        self.activation: str = activation
+        self._act = lookup(ACTIVATION_CODES, activation, "activation")
+        self.activation: ActivationName = activation
         self.dtype: np.dtype = real_dtype("dtype", dtype)
         self.n_in, self.n_out = n_in, n_out
         ld = _padded_width(n_out)
@@ -71,7 +73,7 @@ class Dense:
         self._b = _aligned_zeros((ld,), self.dtype)
 
     @classmethod
-    def from_params(cls, W: Any, b: Any, activation: str, dtype: Any) -> Dense:
+    def from_params(cls, W: Any, b: Any, activation: ActivationName, dtype: DTypeSpec) -> Dense:
         """A layer holding W (n_in, n_out) and b, checked by their setters (no random draw)."""
         n_in, n_out = np.shape(W)
         layer = cls.__new__(cls)
@@ -130,3 +132,27 @@ class Dense:
             f"Dense({self.n_in}, {self.n_out}, activation={self.activation!r}, "
             f"dtype={self.dtype.name!r})"
         )
+
+
+class KernelLayers(NamedTuple):
+    """A stack of layers as the compiled engine and trainer take them.
+
+    The arrays are the layers' own storage, not copies: training updates them
+    in place, and ``W``/``b`` (views of them) see every change. Each weight
+    array is (n_in, n_out padded to the GEMM's panel width), each bias array
+    (n_out padded); the padding columns stay zero.
+    """
+
+    weights: list[np.ndarray]
+    biases: list[np.ndarray]
+    n_outs: list[int]
+    #: each layer's activation code (``dlfr._names.ACTIVATION_CODES``)
+    acts: list[int]
+
+
+def kernel_layers(layers: Sequence[Dense]) -> KernelLayers:
+    """``layers`` as the compiled engine and trainer take them (see KernelLayers)."""
+    return KernelLayers(
+        [layer._W for layer in layers], [layer._b for layer in layers],
+        [layer.n_out for layer in layers], [layer._act for layer in layers],
+    )

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import numbers
 import os
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
-from . import _kernels, io
-from ._validation import as_array, check_ndim, positive_float, real_dtype, targets
-from .layers import Dense
-
-_U8 = np.dtype(np.uint8)
-#: uint8 input is read as pixels: value / 255 (ignored for float input)
-_U8_SCALE = 1.0 / 255.0
+from . import _kernels, io, training
+from ._labels import decide
+from ._names import ActivationName, DTypeSpec, LossName
+from ._validation import U8, U8_SCALE, network_input, positive_float, real_dtype, targets
+from .layers import Dense, KernelLayers, kernel_layers
 
 
 class Network:
@@ -28,7 +26,7 @@ class Network:
     activation : str
         Activation of the hidden layers (and of the output unless
         ``output_activation`` is given): "sigmoid", "tanh", "relu",
-        "identity" or "step".
+        "identity" or "step" (``fit`` trains all but the step).
     output_activation : str, optional
         Activation of the last layer, e.g. "softmax" or "identity".
     dtype : "float32" or "float64"
@@ -40,9 +38,9 @@ class Network:
     def __init__(
         self,
         sizes_or_layers: Any,
-        activation: str = "sigmoid",
-        output_activation: str | None = None,
-        dtype: Any = "float32",
+        activation: ActivationName = "sigmoid",
+        output_activation: ActivationName | None = None,
+        dtype: DTypeSpec = "float32",
         seed: int | np.random.Generator | None = None,
     ) -> None:
         try:
@@ -89,14 +87,8 @@ class Network:
             )
         self.layers: tuple[Dense, ...] = tuple(layers)
         self.dtype: np.dtype = self.layers[0].dtype
-        # what the compiled forward pass takes; the arrays are the layers' own storage
-        self._kernel_args: tuple[list[np.ndarray], list[np.ndarray], list[int], list[int]] = (
-            [layer._W for layer in self.layers],
-            [layer._b for layer in self.layers],
-            [layer.n_out for layer in self.layers],
-            [layer._act for layer in self.layers],
-        )
-        self._engine = _kernels.Engine(*self._kernel_args)
+        self._kernel_layers = kernel_layers(self.layers)
+        self._engine = _kernels.Engine(*self._kernel_layers)
 
     # -- description --------------------------------------------------------
     @property
@@ -106,6 +98,13 @@ class Network:
     @property
     def n_params(self) -> int:
         return sum(layer.n_params for layer in self.layers)
+
+    @property
+    def kernel_layers(self) -> KernelLayers:
+        """The layers as the compiled engine and trainer take them: their padded
+        weight and bias storage (updated in place by ``fit``), widths and
+        activation codes. What ``dlfr.training`` works on; see ``KernelLayers``."""
+        return self._kernel_layers
 
     def __repr__(self) -> str:
         acts = [layer.activation for layer in self.layers]
@@ -121,26 +120,6 @@ class Network:
         self.__init__(list(state["layers"]))  # type: ignore[misc]
 
     # -- inference ----------------------------------------------------------
-    def _input(self, X: Any) -> np.ndarray:
-        """X as the forward pass takes it: (n, n_in) of the network's dtype, or uint8."""
-        if not (
-            type(X) is np.ndarray and X.flags.c_contiguous and X.flags.aligned and X.ndim == 2
-            and (X.dtype is self.dtype or X.dtype is _U8)
-        ):
-            if not isinstance(X, np.ndarray):
-                try:
-                    X = np.asarray(X)
-                except (ValueError, TypeError) as exc:  # e.g. ragged rows
-                    raise TypeError(f"X must be an array of real numbers: {exc}") from None
-            X = as_array(X, "X", _U8 if X.dtype == _U8 else self.dtype)
-            check_ndim(X, "X", 2, "(n_samples, n_features)")
-        if X.shape[1] != self.layers[0].n_in:
-            raise ValueError(
-                f"X has {X.shape[1]} features (shape {X.shape}) but the network expects "
-                f"{self.layers[0].n_in}"
-            )
-        return X
-
     def forward(
         self, X: Any, n_threads: int | None = None, scale: float | None = None,
         check_finite: bool = True,
@@ -170,18 +149,18 @@ class Network:
         """forward's outputs, or (labels) predict's labels, in one engine call."""
         if scale is None:
             # ready arrays: no Python checks
-            out = self._engine.run(X, n_threads, _U8_SCALE, labels, check_finite)
+            out = self._engine.run(X, n_threads, U8_SCALE, labels, check_finite)
             if out is not None:
                 return out
         if scale is not None:
             scale = positive_float(scale, "scale")
-        X = self._input(X)
+        X = network_input(X, self.dtype, self.layers[0].n_in)
         if scale is None:
-            scale = _U8_SCALE
-        elif X.dtype is not _U8:
+            scale = U8_SCALE
+        elif X.dtype is not U8:
             raise ValueError("scale applies to uint8 input only; scale floats before passing them")
         out = self._engine.run(X, n_threads, float(scale), labels, bool(check_finite))
-        if out is None:  # _input returns only arrays the engine takes
+        if out is None:  # network_input returns only arrays the engine takes
             raise RuntimeError("dlfr: the engine refused a checked input (a bug: please report)")
         return out
 
@@ -198,7 +177,7 @@ class Network:
         inf raises ValueError instead of getting a label).
         """
         if type(self).forward is not _FORWARD:
-            return _decide(self.forward(X, n_threads))
+            return decide(self.forward(X, n_threads))
         return self._run(X, n_threads, None, labels=True, check_finite=check_finite)
 
     def evaluate(self, X: Any, y: Any, check_finite: bool = True) -> float:
@@ -208,8 +187,8 @@ class Network:
         a label the network cannot output, a fractional or NaN label, or a
         non-finite row is refused. ``check_finite``: X as for ``predict``.
         """
-        labels = _decide(targets(y, self.layers[-1].n_out, self.dtype))
-        X = self._input(X)
+        labels = decide(targets(y, self.layers[-1].n_out, self.dtype))
+        X = network_input(X, self.dtype, self.layers[0].n_in)
         if len(labels) != X.shape[0]:
             raise ValueError(f"X has {X.shape[0]} rows but y has {len(labels)}")
         if len(labels) == 0:
@@ -218,15 +197,14 @@ class Network:
 
     # -- training -----------------------------------------------------------
     def fit(self, X: Any, y: Any, epochs: int = 30, batch_size: int = 10,
-            learning_rate: float = 3.0, loss: str = "mse", seed: Any = None,
+            learning_rate: float = 3.0, loss: LossName = "mse", seed: Any = None,
             shuffle: bool = True, validation_data: Any = None,
             verbose: bool = False) -> dict[str, list[float]]:
         """Train by mini-batch SGD with backpropagation; see dlfr.training.fit."""
-        from .training import fit
-
-        return fit(self, X, y, epochs=epochs, batch_size=batch_size,
-                   learning_rate=learning_rate, loss=loss, seed=seed, shuffle=shuffle,
-                   validation_data=validation_data, verbose=verbose)
+        return training.fit(self, X, y, epochs=epochs, batch_size=batch_size,
+                            learning_rate=learning_rate, loss=loss, seed=seed,
+                            shuffle=shuffle, validation_data=validation_data,
+                            verbose=verbose)
 
     # -- files --------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -243,9 +221,10 @@ class Network:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Network:
         """Read a network written by ``save``; a bad file raises ValueError naming it."""
-        model = io.load_model(path)
+        model = io.load_model(path)  # it allows the registry's activation names only
+        acts = cast("list[ActivationName]", model.activations)
         return cls([Dense.from_params(W, b, act, model.dtype) for W, b, act
-                    in zip(model.weights, model.biases, model.activations, strict=True)])
+                    in zip(model.weights, model.biases, acts, strict=True)])
 
     @classmethod
     def from_sklearn(cls, estimator: Any) -> Network:
@@ -263,18 +242,6 @@ class Network:
 
 
 _FORWARD = Network.forward
-
-
-def _decide(a: np.ndarray) -> np.ndarray:
-    """Labels from output (or one-hot) rows: the argmax, or a >= 0.5 for one column."""
-    if (a.dtype in (np.float32, np.float64) and a.flags.c_contiguous and a.flags.aligned
-            and a.shape[1] > 0):
-        labels = np.empty(a.shape[0], dtype=np.int64)
-        _kernels.decide_rows(a, labels)  # as below, without NumPy's per-row calls
-        return labels
-    if a.shape[1] == 1:
-        return (a[:, 0] >= 0.5).astype(np.int64)
-    return a.argmax(axis=1)
 
 
 __all__ = ["Network"]

@@ -9,23 +9,19 @@ libraries are optional and imported only when their runner is built.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from ._reference import plain_forward
+
 
 def numpy_forward(Ws: Sequence[np.ndarray], bs: Sequence[np.ndarray]) -> Callable:
-    """The plain NumPy expression: per layer 1 / (1 + exp(-(X @ W + b)))."""
-
-    def forward(X: np.ndarray) -> np.ndarray:
-        a = X
-        with np.errstate(over="ignore"):  # exp(-z) overflowing to inf gives the right 0
-            for W, b in zip(Ws, bs, strict=True):
-                a = 1 / (1 + np.exp(-(a @ W + b)))
-        return a
-
-    return forward
+    """The plain NumPy expression, ``dlfr._reference.plain_forward``: per layer
+    1 / (1 + exp(-(X @ W + b)))."""
+    return functools.partial(plain_forward, weights=Ws, biases=bs)
 
 
 def onnx_runner(Ws: list, bs: list, threads: int) -> Callable:

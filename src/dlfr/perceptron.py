@@ -8,15 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import real_dtype
+from ._names import DTypeSpec
+from ._validation import real_dtype, refuse_non_real
 
 __all__ = ["Perceptron"]
-
-
-def _check_real_dtype(array: np.ndarray, name: str) -> None:
-    """Refuse bool, complex, object, string and other non-real dtypes by name."""
-    if array.dtype.kind not in "iuf":
-        raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
 
 
 class Perceptron:
@@ -76,7 +71,7 @@ class Perceptron:
     dtype: np.dtype
     converged_: bool
 
-    def __init__(self, n_features: int, seed: Any = None, dtype: Any = "float32") -> None:
+    def __init__(self, n_features: int, seed: Any = None, dtype: DTypeSpec = "float32") -> None:
         if isinstance(n_features, bool) or not isinstance(n_features, numbers.Integral):
             raise TypeError(f"n_features must be an int, got {type(n_features).__name__}")
         if n_features < 1:
@@ -106,7 +101,7 @@ class Perceptron:
             ``X`` as a C-contiguous array of ``self.dtype``.
         """
         X = np.asarray(X)
-        _check_real_dtype(X, "X")
+        refuse_non_real("X", X.dtype)
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise ValueError(
                 f"X must have shape (n_samples, {self.n_features}), got shape {X.shape}"
@@ -121,7 +116,7 @@ class Perceptron:
     def _check_y(self, y: Any, n_samples: int) -> np.ndarray:
         """Validate 0/1 targets; return them as int64."""
         y = np.asarray(y)
-        _check_real_dtype(y, "y")
+        refuse_non_real("y", y.dtype)
         if y.shape != (n_samples,):
             raise ValueError(f"y must have shape ({n_samples},) to match X, got shape {y.shape}")
         bad = np.flatnonzero((y != 0) & (y != 1))
@@ -249,7 +244,7 @@ class Perceptron:
         Parameters
         ----------
         X : array_like
-            Shape (n_samples, n_features): real, finite inputs.
+            As for :meth:`decision_function`.
 
         Returns
         -------
@@ -264,7 +259,7 @@ class Perceptron:
         Parameters
         ----------
         X : array_like
-            Shape (n_samples, n_features): real, finite inputs.
+            As for :meth:`decision_function`.
         y : array_like
             Shape (n_samples,): targets, each 0 or 1.
 

@@ -4,22 +4,58 @@ The epoch itself runs compiled (``dlfr._kernels.Trainer``): forward pass,
 output delta, deltas through W^T fused with the activation derivative, and
 the gradient GEMMs with the update folded in, for every mini-batch, with the
 GIL released and every buffer allocated once per fit.
+
+``fit`` works on any network through :class:`Trainable`: public attributes
+plus ``kernel_layers``, the storage the compiled trainer updates in place. It
+does not import ``dlfr.network`` (which calls it for ``Network.fit``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from . import _kernels
-from ._validation import as_array, check_ndim, positive_float, positive_int, targets
-from .network import _U8_SCALE, _decide
+from ._labels import decide
+from ._names import (
+    LOSS_CODES,
+    LOSSES,
+    TRAINABLE_HIDDEN,
+    TRAINABLE_OUTPUT,
+    LossName,
+    lookup,
+)
+from ._validation import (
+    as_float_input,
+    check_features,
+    check_ndim,
+    positive_float,
+    positive_int,
+    targets,
+)
+from .layers import Dense, KernelLayers
 
-LOSSES = ("mse", "cross_entropy")
+__all__ = ["LOSSES", "Trainable", "fit", "loss_value"]
 
 
-def loss_value(a: np.ndarray, Y: np.ndarray, loss: str, softmax: bool) -> float:
+class Trainable(Protocol):
+    """What ``fit`` needs of a network (``dlfr.Network`` is one): its dtype, sizes
+    and layers (for their activations), its forward pass (for validation data),
+    and ``kernel_layers``, the storage the compiled trainer updates in place."""
+
+    @property
+    def dtype(self) -> np.dtype: ...
+    @property
+    def sizes(self) -> list[int]: ...
+    @property
+    def layers(self) -> tuple[Dense, ...]: ...
+    @property
+    def kernel_layers(self) -> KernelLayers: ...
+    def forward(self, X: Any) -> np.ndarray: ...
+
+
+def loss_value(a: np.ndarray, Y: np.ndarray, loss: LossName, softmax: bool) -> float:
     """Mean cost over the rows: the same formulas as the compiled training loop."""
     a64, y64 = a.astype(np.float64), Y.astype(np.float64)
     if loss == "mse":
@@ -41,19 +77,13 @@ def _all_finite(X: np.ndarray) -> bool:
     return bool(np.isfinite(total) or np.isfinite(X).all())
 
 
-def _check_data(net: Any, X: Any, y: Any, name_x: str, name_y: str,
-                check_finite: bool = True):
-    Xa = as_array(X, name_x, net.dtype)
-    if isinstance(X, np.ndarray) and X.dtype == np.uint8:
-        # raw pixels: scaled by 1/255 exactly as Network.forward reads them,
-        # so that fit and predict see the same numbers
-        Xa *= net.dtype.type(_U8_SCALE)  # as_array made a float copy already
+def _check_data(net: Trainable, X: Any, y: Any, name_x: str, name_y: str,
+                check_finite: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    # uint8 X: raw pixels, read as Network.forward reads them, so that fit and
+    # predict see the same numbers
+    Xa = as_float_input(X, name_x, net.dtype)
     check_ndim(Xa, name_x, 2, "(n_samples, n_features)")
-    if Xa.shape[1] != net.sizes[0]:
-        raise ValueError(
-            f"{name_x} has {Xa.shape[1]} features (shape {Xa.shape}) but the network expects "
-            f"{net.sizes[0]}"
-        )
+    check_features(Xa, name_x, net.sizes[0])
     Y = targets(y, net.sizes[-1], net.dtype, name_y)
     if len(Y) != len(Xa):
         raise ValueError(f"{name_x} has {len(Xa)} rows but {name_y} has {len(Y)}")
@@ -64,8 +94,8 @@ def _check_data(net: Any, X: Any, y: Any, name_x: str, name_y: str,
     return Xa, Y
 
 
-def fit(net: Any, X: Any, y: Any, *, epochs: int, batch_size: int, learning_rate: float,
-        loss: str = "mse", seed: Any = None, shuffle: bool = True,
+def fit(net: Trainable, X: Any, y: Any, *, epochs: int, batch_size: int,
+        learning_rate: float, loss: LossName = "mse", seed: Any = None, shuffle: bool = True,
         validation_data: Any = None, verbose: bool = False) -> dict[str, list[float]]:
     """Mini-batch stochastic gradient descent; the gradient is averaged over each batch.
 
@@ -89,15 +119,17 @@ def fit(net: Any, X: Any, y: Any, *, epochs: int, batch_size: int, learning_rate
     epochs = positive_int(epochs, "epochs")
     batch_size = positive_int(batch_size, "batch_size")
     lr = positive_float(learning_rate, "learning_rate")
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {LOSSES}; got {loss!r}")
+    loss_code = lookup(LOSS_CODES, loss, "loss")
     acts = [layer.activation for layer in net.layers]
-    if "step" in acts:
-        raise ValueError("a network with step activations cannot be trained by "
-                         "backpropagation (the step has no gradient); use dlfr.Perceptron")
+    untrainable = [act for act in acts if act not in TRAINABLE_OUTPUT]
+    if untrainable:
+        raise ValueError(f"a network with {untrainable[0]} activations cannot be trained by "
+                         f"backpropagation (the {untrainable[0]} has no gradient); "
+                         "use dlfr.Perceptron")
+    output_only = [act for act in acts[:-1] if act not in TRAINABLE_HIDDEN]
+    if output_only:
+        raise ValueError(f"{output_only[0]} is supported as the output activation only")
     softmax = acts[-1] == "softmax"
-    if "softmax" in acts[:-1]:
-        raise ValueError("softmax is supported as the output activation only")
     if loss == "cross_entropy" and acts[-1] not in ("sigmoid", "softmax"):
         raise ValueError("loss='cross_entropy' needs a sigmoid or softmax output layer; "
                          f"this network's output activation is {acts[-1]!r}")
@@ -113,20 +145,19 @@ def fit(net: Any, X: Any, y: Any, *, epochs: int, batch_size: int, learning_rate
         except (TypeError, ValueError):
             raise ValueError("validation_data must be a pair (X_val, y_val)") from None
         val = _check_data(net, Xv, yv, "validation_data X", "validation_data y")
-        val_labels = _decide(val[1])  # the targets' labels, as predict gives them
+        val_labels = decide(val[1])  # the targets' labels, as predict gives them
     rng = np.random.default_rng(seed)
     progress = _progress(epochs, verbose)
 
     n = len(Xa)
+    weights, biases, n_outs, acts_codes = net.kernel_layers
     trainer = _kernels.Trainer(
-        [layer.n_in for layer in net.layers], [layer._W.shape[1] for layer in net.layers],
+        [W.shape[0] for W in weights], [W.shape[1] for W in weights],  # n_in, padded n_out
         net.sizes[-1], min(batch_size, n), net.dtype.itemsize,
     )
-    loss_code = _kernels.LOSS_MSE if loss == "mse" else _kernels.LOSS_CROSS_ENTROPY
     history: dict[str, list[float]] = {"loss": [], "accuracy": []}
     if val is not None:
         history.update(val_loss=[], val_accuracy=[])
-    weights, biases, n_outs, acts_codes = net._kernel_args
     start = [p.copy() for p in weights + biases]
     epoch_start = [p.copy() for p in start]  # for Ctrl-C (one copy of the weights an epoch)
     order = np.arange(n, dtype=np.int64)
@@ -150,7 +181,7 @@ def fit(net: Any, X: Any, y: Any, *, epochs: int, batch_size: int, learning_rate
         if val is not None:
             a = net.forward(val[0])
             history["val_loss"].append(loss_value(a, val[1], loss, softmax))
-            history["val_accuracy"].append(float(np.mean(_decide(a) == val_labels)))
+            history["val_accuracy"].append(float(np.mean(decide(a) == val_labels)))
         if verbose:
             progress.set_postfix({k: f"{v[-1]:.4f}" for k, v in history.items()})
     return history
