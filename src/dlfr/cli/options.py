@@ -1,7 +1,7 @@
 """What the command's options accept: the names offered as choices and the parsers of values.
 
-The choice lists are the command's one copy of the library's names for activations, losses
-and dtypes.
+The choice lists are the library's registry of names (``dlfr._names``) for activations,
+losses and dtypes.
 """
 
 from __future__ import annotations
@@ -10,11 +10,13 @@ import argparse
 import math
 import sys
 
-# hidden layers: softmax only at the output, and step cannot be trained
-ACTIVATIONS = ("sigmoid", "tanh", "relu", "identity")
-OUTPUT_ACTIVATIONS = (*ACTIVATIONS, "softmax")
-LOSSES = ("mse", "cross_entropy")
-DTYPES = ("float32", "float64")
+from .. import _names
+
+# the library's registry: softmax only at the output, and step cannot be trained
+ACTIVATIONS = _names.TRAINABLE_HIDDEN
+OUTPUT_ACTIVATIONS = _names.TRAINABLE_OUTPUT
+LOSSES = _names.LOSSES
+DTYPES = tuple(_names.DTYPES)
 
 
 def int_list(text: str, *, what: str, minimum: int = 1, min_len: int = 1) -> list[int]:
