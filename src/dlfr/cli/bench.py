@@ -12,6 +12,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from .. import __version__, _cpu, _kernels, peers
+from .._names import DTypeName
 from ..network import Network
 from .errors import CLIError
 from .files import check_writable, write_json
@@ -73,7 +74,7 @@ def bench(
     sizes: list[int],
     batches: Sequence[int],
     threads: int | None = None,
-    dtype: str = "float32",
+    dtype: DTypeName = "float32",
     repeat: int = 5,
     min_time: float = 0.01,
     peer_names: Sequence[str] = PEERS,

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import datasets
+from .._names import DTypeName
 from ..io import npy_header, open_regular
 from .errors import CLIError
 from .files import require_file
@@ -87,7 +88,7 @@ class TrainingData:
 
 
 def training_data(
-    data: str | None, labels: str | None, kind: str | None, dtype: str
+    data: str | None, labels: str | None, kind: str | None, dtype: DTypeName
 ) -> TrainingData:
     """What ``dlfr train`` trains on.
 

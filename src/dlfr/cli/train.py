@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 
+from .._names import ActivationName, DTypeName, LossName
 from .._validation import targets
 from ..network import Network
 from .data import training_data
@@ -85,10 +86,10 @@ def train(
     epochs: int = 30,
     batch_size: int = 10,
     learning_rate: float = 3.0,
-    loss: str = "mse",
-    activation: str = "sigmoid",
-    output_activation: str | None = None,
-    dtype: str = "float32",
+    loss: LossName = "mse",
+    activation: ActivationName = "sigmoid",
+    output_activation: ActivationName | None = None,
+    dtype: DTypeName = "float32",
     seed: int = 0,
     limit: int | None = None,
     val_split: float | None = None,
