@@ -57,11 +57,16 @@ def from_onnx(cls: Any, source: Any) -> Any:
     onnx = require_onnx()
     model, name, folder = _parse(onnx, source)
     imported = _onnx_read.read(model, name, folder)
+    layers = []
+    for (W, b, activation), source in zip(imported.layers, imported.sources, strict=True):
+        try:
+            layers.append(Dense.from_params(W, b, activation, imported.dtype))
+        except ValueError as exc:  # weights holding NaN or inf
+            raise ValueError(f"{name}: {source}: {exc}") from None
     try:
-        net = cls([Dense.from_params(W, b, activation, imported.dtype)
-                   for W, b, activation in imported.layers])
+        net = cls(layers)
         net.classes = imported.classes
-    except ValueError as exc:  # e.g. weights holding NaN, too many layers
+    except ValueError as exc:  # too many layers, or two class labels for a 3-column output
         raise ValueError(f"{name}: {exc}") from None
     net.onnx_names = imported.names
     return net

@@ -69,12 +69,14 @@ class Imported:
     """What the graph computes, in dlfr's terms.
 
     ``layers`` holds (W of shape (n_in, n_out), b of shape (n_out,), activation)
-    per layer, of ``dtype``; ``classes`` the class labels (None for a graph
+    per layer, of ``dtype``, and ``sources`` the node each layer's W comes from
+    (for messages); ``classes`` the class labels (None for a graph
     without labels); ``names`` the graph's names: "input", and where present
     "output" (the output holding the network's values) and "label".
     """
 
     layers: list[tuple[np.ndarray, np.ndarray, str]]
+    sources: list[str]
     dtype: np.dtype
     classes: np.ndarray | None
     names: dict[str, str] = field(default_factory=dict)
@@ -292,18 +294,19 @@ class _Reader:
 
     # -- the walk -----------------------------------------------------------------
     def read(self) -> Imported:
-        layers, value = self._chain()
+        layers, sources, value = self._chain()
         names = {"input": self.input}
         classes = self._tail(value, layers[-1][0].shape[1], names)
         unmatched = [i for i, done in enumerate(self.used) if not done]
         if unmatched:
             node = self.nodes[min(unmatched, key=self.rank.__getitem__)]
             raise self.refuse(node, "is not part of the network", supported=True)
-        return Imported(layers, self.dtype, classes, names)
+        return Imported(layers, sources, self.dtype, classes, names)
 
-    def _chain(self) -> tuple[list[tuple[np.ndarray, np.ndarray, str]], str]:
-        """The layers from the input on, and the value the last one writes."""
+    def _chain(self) -> tuple[list[tuple[np.ndarray, np.ndarray, str]], list[str], str]:
+        """The layers from the input on, the nodes of their weights, the last value written."""
         layers: list[tuple[np.ndarray, np.ndarray, str]] = []
+        sources: list[str] = []
         value, width = self.input, self.width
         linear: list[Any] | None = None  # [W, b or None] of the layer being read
         biased = False
@@ -330,6 +333,7 @@ class _Reader:
                 if linear is not None:
                     layers.append(self._layer(linear, "identity"))
                 linear = list(self._linear(node, value, width))
+                sources.append(describe(node))
                 width, biased = linear[0].shape[1], linear[1] is not None
             elif op == "Add" and linear is not None and not biased:
                 linear[1], biased = self._bias(node, value, width), True
@@ -345,7 +349,7 @@ class _Reader:
         if not layers:
             raise self.error(f"has no Gemm or MatMul layer reading input {self.input!r}; "
                              f"{SUPPORTED}")
-        return layers, value
+        return layers, sources, value
 
     def _layer(self, linear: list[Any], activation: str) -> tuple[np.ndarray, np.ndarray, str]:
         W, b = linear
@@ -584,7 +588,7 @@ class _Reader:
             return [(self._negative_class(node, value), "out", 2)]
         if op == "GreaterOrEqual" and columns == 1:
             return [(self._binary_index(node, value), "index", 2)]
-        raise self.refuse(node, f"reads the network's output {value!r}", supported=True)
+        raise self.refuse(node, f"is not supported here (it reads {value!r})", supported=True)
 
     def _negative_class(self, sub: Any, p: str) -> str:
         """skl2onnx's two-class probabilities: ``Concat(1 - p, p)``; returns the Concat's output."""
