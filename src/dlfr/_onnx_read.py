@@ -39,8 +39,9 @@ SUPPORTED = (
 #: The oldest default-domain opset read (Gemm's and Add's broadcasting as today's).
 MIN_OPSET = 7
 
-# onnx.AttributeProto.AttributeType values
+# onnx.AttributeProto.AttributeType values, and the field holding each
 _F, _I, _S, _T, _FS, _IS, _SS = 1, 2, 3, 4, 6, 7, 8
+_FIELDS = {_F: "f", _I: "i", _S: "s", _T: "t", _FS: "floats", _IS: "ints", _SS: "strings"}
 #: op type -> {attribute: type} it may carry; an op not here is not read
 _OPS: dict[str, dict[str, int]] = {
     "Gemm": {"alpha": _F, "beta": _F, "transA": _I, "transB": _I},
@@ -99,7 +100,8 @@ class _Reader:
         if not model.HasField("graph"):
             raise self.error("holds no graph (not an ONNX model?)")
         graph = model.graph
-        self.opset = self._opset(model)
+        self.opsets = self._opsets(model)
+        self.opset = self.opsets[""]
         self.nodes = list(graph.node)
         self.used = [False] * len(self.nodes)
         self.constants: dict[str, Any] = {}  # name -> TensorProto, or an ndarray
@@ -112,6 +114,9 @@ class _Reader:
         self.rank: list[int] = []
         self._index()
         self.outputs = [out.name for out in graph.output]
+        self.output_types = {out.name: out.type for out in graph.output}
+        if len(self.output_types) < len(self.outputs):
+            raise self.error(f"lists a graph output twice: {self.outputs}")
         for out in self.outputs:
             if out != self.input and out not in self.producer:
                 raise self.error(f"graph output {out!r} is not computed by any node")
@@ -125,14 +130,24 @@ class _Reader:
         return self.error(f"{describe(node)}: {why}" + (f"; {SUPPORTED}" if supported else ""))
 
     # -- checks of the whole graph ---------------------------------------------
-    def _opset(self, model: Any) -> int:
-        versions = [op.version for op in model.opset_import if op.domain in ("", "ai.onnx")]
-        if len(versions) != 1:
-            raise self.error(f"imports {len(versions)} versions of the default ONNX opset; "
-                             "expected one")
-        if versions[0] < MIN_OPSET:
-            raise self.error(f"uses opset {versions[0]}; dlfr reads opset {MIN_OPSET} and later")
-        return int(versions[0])
+    def _opsets(self, model: Any) -> dict[str, int]:
+        """{domain: version} of the opsets imported ("" the default domain)."""
+        import onnx
+
+        opsets: dict[str, int] = {}
+        for op in model.opset_import:
+            domain = "" if op.domain == "ai.onnx" else op.domain
+            if domain in opsets:
+                raise self.error(f"imports opset domain {op.domain!r} twice")
+            opsets[domain] = int(op.version)
+        latest = onnx.defs.onnx_opset_version()
+        version = opsets.get("")
+        if version is None:
+            raise self.error("imports no version of the default ONNX opset")
+        if not MIN_OPSET <= version <= latest:
+            raise self.error(f"uses opset {version}; dlfr reads opset {MIN_OPSET} to {latest} "
+                             f"(the newest this onnx {onnx.__version__} knows)")
+        return opsets
 
     def _constants(self, graph: Any) -> None:
         """Initializers and Constant nodes' values, every tensor checked against its shape."""
@@ -144,9 +159,9 @@ class _Reader:
         for i, node in enumerate(self.nodes):
             if node.op_type != "Constant" or node.domain not in ("", "ai.onnx"):
                 continue
-            attrs = self.attributes(node)
-            if len(attrs) != 1 or len(node.output) != 1 or len(node.input):
-                raise self.refuse(node, "expected no input, one output and one value attribute")
+            attrs = self.check_node(node, [0])
+            if len(attrs) != 1:
+                raise self.refuse(node, "must hold one value attribute")
             (key, value), = attrs.items()
             if key == "value":
                 self._check_tensor(value, describe(node))
@@ -238,15 +253,23 @@ class _Reader:
         return sorted((i for i in self.consumers.get(value, []) if not self.used[i]),
                       key=self.rank.__getitem__)
 
-    def attributes(self, node: Any) -> dict[str, Any]:
-        """The node's attributes, each of the type its op declares; any other is refused."""
+    def attributes(self, node: Any, defined: Iterable[str]) -> dict[str, Any]:
+        """The node's attributes, each of the type its op declares; any other is refused.
+
+        ``defined``: the attributes its op's schema has at the graph's opset.
+        """
         allowed = _OPS.get(node.op_type, {})
+        defined = set(defined)
         values: dict[str, Any] = {}
         for attr in node.attribute:
             kind = allowed.get(attr.name)
             if kind is None:
                 raise self.refuse(node, f"has attribute {attr.name!r}, which dlfr does not read")
-            if attr.type != kind or attr.name in values:
+            if attr.name not in defined:
+                raise self.refuse(node, f"has attribute {attr.name!r}, which {node.op_type} does "
+                                        f"not have in opset {self.opset}")
+            fields = {f.name for f, _ in attr.ListFields()} - {"name", "type", "doc_string"}
+            if attr.type != kind or attr.name in values or fields - {_FIELDS[kind]}:
                 raise self.refuse(node, f"has a malformed attribute {attr.name!r}")
             values[attr.name] = {
                 _F: attr.f, _I: attr.i, _S: attr.s, _T: attr.t, _FS: list(attr.floats),
@@ -280,17 +303,27 @@ class _Reader:
         return array
 
     def check_node(self, node: Any, n_inputs: Iterable[int]) -> dict[str, Any]:
-        """Check a node's domain, input and output counts; return its attributes."""
+        """Check a node's domain, opset, inputs and outputs; return its attributes."""
+        import onnx
+
         domain = "ai.onnx.ml" if node.op_type in _ML_OPS else ""
-        if node.domain not in ((domain,) if domain else ("", "ai.onnx")):
+        if ("" if node.domain == "ai.onnx" else node.domain) != domain:
             raise self.refuse(node, f"is an op of domain {node.domain!r}", supported=True)
+        if domain not in self.opsets:
+            raise self.refuse(node, f"is an op of domain {domain!r}, whose opset the model "
+                                    "does not import")
+        try:
+            schema = onnx.defs.get_schema(node.op_type, self.opsets[domain], domain)
+        except onnx.defs.SchemaError:
+            raise self.refuse(node, f"does not exist in opset {self.opsets[domain]} of domain "
+                                    f"{domain or 'ai.onnx'!r}") from None
         inputs = list(node.input)
         while inputs and not inputs[-1]:  # trailing optional inputs left out
             inputs.pop()
         if len(inputs) not in tuple(n_inputs) or "" in inputs or len(node.output) != 1:
             raise self.refuse(node, f"has {len(node.input)} inputs and {len(node.output)} "
                                     "outputs, which dlfr does not read")
-        return self.attributes(node)
+        return self.attributes(node, schema.attributes)
 
     # -- the walk -----------------------------------------------------------------
     def read(self) -> Imported:
@@ -517,6 +550,7 @@ class _Reader:
                 raise self.error(f"graph output {name!r} is not the network's output or its "
                                  "labels; dlfr computes one output")
             kind, info = outputs[name]
+            self._check_declared_type(name, kind, info)
             if kind in ("out", "final"):
                 names.setdefault("output", name)
             else:
@@ -528,6 +562,29 @@ class _Reader:
                 raise self.error(f"names two sets of class labels, {found[0].tolist()} and "
                                  f"{classes.tolist()}")
         return found[0] if found else None
+
+    def _check_declared_type(self, name: str, kind: str, info: Any) -> None:
+        """Refuse a graph output declared of a type other than what it holds (if declared)."""
+        declared = self.output_types[name]
+        which = declared.WhichOneof("value")
+        if which is None:
+            return
+        if kind == "final" and info is None:  # a ZipMap's list of {label: probability}
+            if which == "sequence_type":
+                return
+            holds = "a sequence of maps"
+        else:
+            if kind == "label":
+                expected = {STRING} if info.dtype.kind == "U" else {
+                    INT32 if info.dtype == np.int32 else INT64}
+            else:
+                expected = {INT32, INT64} if kind == "index" else {self.elem}
+            elem = declared.tensor_type.elem_type if which == "tensor_type" else -1
+            if elem in expected | {0}:
+                return
+            holds = " or ".join(f"{tensors.type_name(e)} tensors" for e in sorted(expected))
+        raise self.error(f"graph output {name!r} is declared of another type than it holds "
+                         f"({holds})")
 
     def _tail_node(self, node: Any, value: str, kind: str, info: Any,
                    zipmaps: list[np.ndarray]) -> list[tuple[str, str, Any]]:
