@@ -42,12 +42,13 @@ def ort():
 
 
 @pytest.fixture(scope="module")
-def torch():
+def torch(onnx):
+    """torch, for torch.onnx.export (which needs onnx)."""
     return pytest.importorskip("torch")
 
 
 @pytest.fixture(scope="module")
-def skl2onnx():
+def skl2onnx(onnx):
     pytest.importorskip("sklearn")
     return pytest.importorskip("skl2onnx")
 
