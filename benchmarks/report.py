@@ -26,7 +26,8 @@ only collects ``tests/``. A short run to check the machinery end to end::
 The report opens with a header (date, CPU, levels, numpy and BLAS versions,
 commit, the commands that wrote each file), then the headline table (dlfr's
 speed-up over NumPy and over ONNX Runtime for 784-16-10 and 784-256-128-10,
-float32, at batch 1 to 65536, per level), then one table per group: every
+float32, at batch 1 to 65536, per level), then, from benchmarks/test_bench_onnx.py,
+dlfr's speed-up over ONNX Runtime on the same .onnx file, then one table per group: every
 entry with, per level, its median time and its speed-up over the plain NumPy
 entry of the same group in the same run and level: ``numpy median / entry
 median``, so above 1 is faster than NumPy. Compare ratios measured in one
@@ -57,6 +58,11 @@ HEADLINE_DTYPE = "float32"
 HEADLINE_PEER = "onnxruntime"
 INFERENCE_GROUP = re.compile(
     r"^inference (?P<network>\S+) batch=(?P<batch>\d+) (?P<dtype>float\d+) "
+    r"threads=(?P<threads>\d+)$"
+)
+#: benchmarks/test_bench_onnx.py's groups: one .onnx file, ONNX Runtime against dlfr.
+ONNX_FILE_GROUP = re.compile(
+    r"^onnx file (?P<network>\S+) batch=(?P<batch>\d+) (?P<dtype>float\d+) "
     r"threads=(?P<threads>\d+)$"
 )
 
@@ -198,11 +204,12 @@ def header(results: Results, command: str | None) -> str:
     return "\n".join(lines)
 
 
-def headline_rows(results: Results) -> list[tuple[str, int, int, str]]:
-    """(network, batch, threads, group) of the inference groups the headline shows."""
+def headline_rows(results: Results,
+                  pattern: re.Pattern[str] = INFERENCE_GROUP) -> list[tuple[str, int, int, str]]:
+    """(network, batch, threads, group) of the float32 groups of ``pattern`` a table shows."""
     rows = []
     for group in results.groups:
-        match = INFERENCE_GROUP.match(group)
+        match = pattern.match(group)
         if not match or match["dtype"] != HEADLINE_DTYPE:
             continue
         if match["network"] in HEADLINE_NETWORKS and int(match["batch"]) in HEADLINE_BATCHES:
@@ -228,6 +235,25 @@ def headline(results: Results) -> str:
     for network, batch, threads, group in rows:
         cells = [format_ratio(results.ratio(group, level, "dlfr", over))
                  for level in results.levels for over in (BASELINE, HEADLINE_PEER)]
+        lines.append(f"| {network} | {batch} | {threads} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def onnx_file_table(results: Results) -> str | None:
+    """dlfr's speed-up over ONNX Runtime on the same .onnx file, per level (None: no such run)."""
+    rows = headline_rows(results, ONNX_FILE_GROUP)
+    if not rows:
+        return None
+    lines = [
+        f"**The same .onnx file, {HEADLINE_DTYPE}** (benchmarks/test_bench_onnx.py): ONNX "
+        "Runtime's session median / dlfr's (`Network.from_onnx`), same run and SIMD level",
+        "",
+        "| network | batch | threads | " + " | ".join(results.levels) + " |",
+        "|---|---:|---:|" + "---:|" * len(results.levels),
+    ]
+    for network, batch, threads, group in rows:
+        cells = [format_ratio(results.ratio(group, level, "dlfr", HEADLINE_PEER))
+                 for level in results.levels]
         lines.append(f"| {network} | {batch} | {threads} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -272,7 +298,8 @@ def table(results: Results, group: str) -> str:
 def report(files: Sequence[tuple[str, dict]], command: str | None = None) -> str:
     """The whole report of these (path, JSON data) files."""
     results = Results(files)
-    parts = [header(results, command), headline(results),
+    onnx_file = onnx_file_table(results)
+    parts = [header(results, command), headline(results), *([onnx_file] if onnx_file else []),
              *(table(results, group) for group in results.groups)]
     return "\n\n".join(parts) + "\n"
 

@@ -70,6 +70,19 @@ def test_levels_side_by_side_with_ratios_within_each_level() -> None:
     assert "| 784-16-10 | 16 | 1 | 5.00x | 2.50x | 2.50x | 1.25x |" in text
 
 
+def test_the_same_onnx_file_table() -> None:
+    data = run_file("avx2")
+    group = "onnx file 784-256-128-10 batch=4096 float32 threads=2 simd=avx2"
+    data["benchmarks"] += [bench(group, "numpy", 9e-3, threads=2, simd="avx2"),
+                           bench(group, "onnxruntime", 6e-3, threads=2, simd="avx2"),
+                           bench(group, "dlfr", 4e-3, threads=2, simd="avx2")]
+    text = report.report([("avx2.json", data)])
+    assert "**The same .onnx file, float32**" in text
+    assert "| 784-256-128-10 | 4096 | 2 | 1.50x |" in text  # 6 ms / 4 ms
+    assert text.index("**The same .onnx file") < text.index(f"### {group[:-10]}")
+    assert "The same .onnx file" not in report.report([("avx2.json", run_file("avx2"))])
+
+
 def test_main_headline_and_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for level in ("avx2", "generic"):
         (tmp_path / f"{level}.json").write_text(json.dumps(run_file(level)))

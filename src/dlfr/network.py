@@ -33,6 +33,18 @@ class Network:
         Of the weights and of every computation (default float32).
     seed : int or numpy.random.Generator, optional
         The same seed gives the same weights.
+
+    Attributes
+    ----------
+    classes : numpy.ndarray or None
+        Class labels, so that ``net.classes[net.predict(X)]`` are labels:
+        one per output, or two (below 0.5, from 0.5) for a single output;
+        integers or strings. Set by ``from_onnx`` for a classifier, kept by
+        ``save``/``load``, pickling and ``to_onnx`` (as its ``label``
+        output); None otherwise, or assign them.
+    onnx_names : dict or None
+        For a network read by ``from_onnx``: the graph's names, "input",
+        "output" (the output ``forward`` computes) and "label" where present.
     """
 
     def __init__(
@@ -89,6 +101,8 @@ class Network:
         self.dtype: np.dtype = self.layers[0].dtype
         self._kernel_layers = kernel_layers(self.layers)
         self._engine = _kernels.Engine(*self._kernel_layers)
+        self._classes: np.ndarray | None = None
+        self.onnx_names: dict[str, str] | None = None
 
     # -- description --------------------------------------------------------
     @property
@@ -113,11 +127,22 @@ class Network:
             act += f", output_activation={acts[-1]!r}"
         return f"Network({self.sizes}, {act}, dtype={self.dtype.name!r})"
 
+    @property
+    def classes(self) -> np.ndarray | None:
+        """Class labels for ``predict``'s indices, or None (see the class docstring)."""
+        return self._classes
+
+    @classes.setter
+    def classes(self, value: Any) -> None:
+        self._classes = None if value is None else _class_labels(value, self.layers[-1].n_out)
+
     def __getstate__(self) -> dict[str, Any]:
-        return {"layers": self.layers}
+        return {"layers": self.layers, "classes": self._classes, "onnx_names": self.onnx_names}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(list(state["layers"]))  # type: ignore[misc]
+        self.classes = state.get("classes")
+        self.onnx_names = state.get("onnx_names")
 
     # -- inference ----------------------------------------------------------
     def forward(
@@ -208,14 +233,17 @@ class Network:
 
     # -- files --------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the network to a .npz model file (no pickle; see dlfr.io)."""
+        """Write the network (and its ``classes``) to a .npz model file (no pickle; see dlfr.io)."""
         from . import __version__
 
+        extra: dict[str, Any] = {"dlfr_version": __version__}
+        if self._classes is not None:
+            extra["classes"] = self._classes.tolist()
         io.save_model(
             path, sizes=self.sizes, activations=[layer.activation for layer in self.layers],
             weights=[np.ascontiguousarray(layer.W) for layer in self.layers],
             biases=[layer.b.copy() for layer in self.layers], dtype=self.dtype,
-            extra={"dlfr_version": __version__},
+            extra=extra,
         )
 
     @classmethod
@@ -223,8 +251,89 @@ class Network:
         """Read a network written by ``save``; a bad file raises ValueError naming it."""
         model = io.load_model(path)  # it allows the registry's activation names only
         acts = cast("list[ActivationName]", model.activations)
-        return cls([Dense.from_params(W, b, act, model.dtype) for W, b, act
-                    in zip(model.weights, model.biases, acts, strict=True)])
+        net = cls([Dense.from_params(W, b, act, model.dtype) for W, b, act
+                   in zip(model.weights, model.biases, acts, strict=True)])
+        try:
+            net.classes = model.header.get("classes")
+        except ValueError as exc:
+            raise ValueError(f"{os.fspath(path)}: header {exc}") from None
+        return net
+
+    @classmethod
+    def from_onnx(cls, source: Any) -> Network:
+        """A network computing an ONNX model's multi-layer perceptron (needs ``dlfr[onnx]``).
+
+        Parameters
+        ----------
+        source : str, os.PathLike, bytes or onnx.ModelProto
+            The model. External data (weights in a file beside the model) is
+            read from the model's folder, so only where ``source`` is a path;
+            a location outside that folder is refused.
+
+        Returns
+        -------
+        Network
+            Of the graph's dtype (float32 or float64), computing what ONNX
+            Runtime computes on the same file for (n_samples, n_features)
+            input, within a relative 1e-5 (float32) / 1e-12 (float64).
+            ``onnx_names`` names the graph's input, the output ``forward``
+            computes and the label output; a classifier's labels are in
+            ``classes``, so ``net.classes[net.predict(X)]`` is its label
+            output. For skl2onnx's two-class graphs ``forward`` gives the
+            positive class's probability, the second column of the file's
+            ``probabilities`` ([1 - p, p]); the labels then agree except at
+            p == 0.5 exactly (dlfr: p >= 0.5, the file: p > 0.5). Where the
+            file's last Reshape lays the outputs out otherwise (skl2onnx's
+            several-output regressors write (n_samples * n_outputs, 1)),
+            ``forward`` gives (n_samples, n_outputs), the same values in the
+            same order.
+
+        Raises
+        ------
+        ValueError
+            Naming the source, and the node and its op type, for anything but
+            a chain input -> (Gemm | MatMul [+ Add]) -> [Sigmoid | Tanh | Relu |
+            Softmax over rows] -> ... (Identity, and Flatten, Reshape or Cast
+            where they change nothing, anywhere in it; a classifier's ArgMax,
+            ZipMap and label lookup after it): e.g. a convolution, a second
+            input, a branch, a Gemm with transA=1. Also for a file that does
+            not parse, a tensor whose data does not match its declared shape
+            (checked before anything is allocated), a dangling input or a cycle.
+        TypeError
+            If ``source`` is none of the above.
+        ImportError
+            Without the onnx package.
+        """
+        from ._onnx import from_onnx
+
+        return from_onnx(cls, source)
+
+    def to_onnx(self, path: str | os.PathLike[str] | None = None, *,
+                opset: int | None = None) -> Any:
+        """The network as an ONNX model (an ``onnx.ModelProto``; needs ``dlfr[onnx]``).
+
+        Parameters
+        ----------
+        path : str or os.PathLike, optional
+            Where to write it too, atomically (a failed write leaves no partial
+            file and an existing file intact).
+        opset : int, optional
+            The default-domain opset, from 13 to the newest the installed onnx
+            knows; default 17.
+
+        Returns
+        -------
+        onnx.ModelProto
+            Input ``X`` and output ``Y`` of dynamic batch size, the network's
+            dtype; ``Y`` is ``forward``'s outputs (every activation, as
+            standard ONNX ops), and with ``classes`` a ``label`` output holds
+            ``classes[predict(X)]``. producer_name "dlfr", producer_version
+            dlfr's version. ``from_onnx`` reads it back with the same weights,
+            bit for bit.
+        """
+        from ._onnx import DEFAULT_OPSET, to_onnx
+
+        return to_onnx(self, path, opset=DEFAULT_OPSET if opset is None else opset)
 
     @classmethod
     def from_sklearn(cls, estimator: Any) -> Network:
@@ -244,4 +353,39 @@ class Network:
 _FORWARD = Network.forward
 
 
-__all__ = ["Network"]
+def _class_labels(value: Any, n_out: int) -> np.ndarray:
+    """``value`` as class labels of a network of ``n_out`` outputs (integers as int64)."""
+    expected = max(n_out, 2)
+    labels = np.array(value)
+    # np.array quietly makes [1, "a"] strings and 2**63 uint64; neither is a label set
+    mixed = labels.dtype.kind == "U" and isinstance(value, (list, tuple)) and not all(
+        isinstance(x, str) for x in value)
+    too_big = labels.dtype.kind == "u" and labels.size and labels.max() > np.iinfo(np.int64).max
+    if mixed or too_big or labels.ndim != 1 or labels.dtype.kind not in "iuU" \
+            or len(labels) != expected:
+        what = "one per output" if n_out > 1 else "below 0.5 and from 0.5 of the one output"
+        raise ValueError(f"classes must be {expected} integer or string labels ({what}); got "
+                         f"{'mixed ' if mixed else ''}{labels.dtype} of shape {labels.shape}")
+    return labels.astype(np.int64) if labels.dtype.kind in "iu" else labels
+
+
+def load_any(path: str | os.PathLike[str]) -> Network:
+    """A network from a model file: an .onnx through ``from_onnx``, else ``load`` (.npz)."""
+    if _is_onnx(path):
+        return Network.from_onnx(path)
+    return Network.load(path)
+
+
+def save_any(net: Network, path: str | os.PathLike[str]) -> None:
+    """Write ``net`` to ``path`` as ONNX (an .onnx path, ``to_onnx``) or dlfr's .npz (``save``)."""
+    if _is_onnx(path):
+        net.to_onnx(path)
+    else:
+        net.save(path)
+
+
+def _is_onnx(path: str | os.PathLike[str]) -> bool:
+    return os.fsdecode(path).lower().endswith(".onnx")
+
+
+__all__ = ["Network", "load_any", "save_any"]
