@@ -1,9 +1,10 @@
-"""Build of dlfr's one compiled module, ``dlfr._kernels``.
+"""Build of dlfr's compiled modules (``dlfr._kernels`` gathers their names).
 
-Everything else about the package lives in pyproject.toml. Flags are portable
-(no -march=native: a wheel must run on any CPU of its architecture; the C
-kernels pick AVX2/AVX-512 at run time). OpenMP is used when the compiler has
-it and the build is correct, just serial, without it. ``DLFR_DEBUG=1`` builds
+Everything else about the package lives in pyproject.toml. Every extension
+is built with the same flags, and they are portable (no -march=native: a
+wheel must run on any CPU of its architecture; the C kernels pick
+AVX2/AVX-512 at run time). OpenMP is used when the compiler has it and the
+build is correct, just serial, without it. ``DLFR_DEBUG=1`` builds
 with bounds checking and without optimisation.
 """
 
@@ -63,8 +64,9 @@ class BuildExt(build_ext):
             # Lets masked selects vectorise; values are unchanged (this is not
             # -ffast-math: NaN, infinities and rounding stay IEEE).
             compile_args += ["-fno-trapping-math", "-std=c11", "-ffp-contract=fast"]
-            # Export PyInit__kernels only: the kernels' own names (gemm_f32_avx2...)
-            # stay private to the module and are called directly, not through the PLT.
+            # Export each module's PyInit only: the C kernels' names (gemm_f32_avx2...)
+            # stay private to _dispatch and are called directly, not through the PLT;
+            # the other modules reach them through _dispatch's cdef functions.
             compile_args.append("-fvisibility=hidden")
             omp = (["-fopenmp"], ["-fopenmp"])
             if sys.platform == "darwin":
@@ -97,22 +99,38 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
-extension = Extension(
-    "dlfr._kernels",
-    sources=["src/dlfr/_kernels.pyx", "src/dlfr/_simd.c"],
-    # NumPy's C API (array checks and allocation on the hot path): built with
-    # NumPy 2's headers for NumPy 1.23's C API, the module runs on NumPy 1.23+
-    # whichever NumPy 2 release the build picked.
-    include_dirs=["src/dlfr", numpy.get_include()],
-    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
-                   ("NPY_TARGET_VERSION", "NPY_1_23_API_VERSION")],
-    depends=["src/dlfr/_simd.pxd", "src/dlfr/_simd.h", "src/dlfr/_simd_impl.h",
-             "src/dlfr/_simd_levels.h", "src/dlfr/_omp.h"],
-)
+C_HEADERS = ["src/dlfr/_simd.h", "src/dlfr/_simd_impl.h", "src/dlfr/_simd_levels.h",
+             "src/dlfr/_finite.h", "src/dlfr/_omp.h"]
+
+
+def _extension(name, *c_sources):
+    """dlfr.<name> from src/dlfr/<name>.pyx (and these C sources)."""
+    return Extension(
+        f"dlfr.{name}",
+        sources=[f"src/dlfr/{name}.pyx", *c_sources],
+        # NumPy's C API (array checks and allocation on the hot path): built with
+        # NumPy 2's headers for NumPy 1.23's C API, the module runs on NumPy 1.23+
+        # whichever NumPy 2 release the build picked.
+        include_dirs=["src/dlfr", numpy.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
+                       ("NPY_TARGET_VERSION", "NPY_1_23_API_VERSION")],
+        depends=C_HEADERS,
+    )
+
+
+extensions = [
+    # The C kernels are linked into _dispatch alone: their SIMD dispatch table
+    # is process-wide state, which every other module reaches through it.
+    _extension("_dispatch", "src/dlfr/_simd.c"),
+    _extension("_blas"),
+    _extension("_ops"),
+    _extension("_engine"),
+    _extension("_trainer"),
+]
 
 setup(
     ext_modules=cythonize(
-        [extension],
+        extensions,
         compiler_directives={
             "language_level": 3,
             "boundscheck": DEBUG,

@@ -7,7 +7,14 @@ variable ``DLFR_SIMD``. The choice is
 made once, at import, so each level runs in a subprocess of its own, which
 saves its outputs for the comparison here.
 
-The last test reads the compiled module's machine code: outside the functions
+The compiled layer is several extension modules (``_kernels.MODULES``); the
+C kernels, with their dispatch table, are linked into ``_dispatch`` alone,
+and the others call them through it. So a level ``select_simd`` sets is the
+one every module runs, which is tested here on each module's results; and
+from their symbols, that every piece of process-wide state (the dispatch
+table, the thread cap, BLAS's piece size) is defined in one module only.
+
+The last tests read the compiled modules' machine code: outside the functions
 built for AVX2 or AVX-512 (names ending ``_avx2``/``_avx512``) no instruction
 may need AVX, or the wheel would crash on a CPU without it before the
 dispatch could choose the generic kernels.
@@ -15,17 +22,20 @@ dispatch could choose the generic kernels.
 
 from __future__ import annotations
 
+import importlib
+import itertools
 import os
 import platform
 import re
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
+import level_outputs
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 import dlfr
 from dlfr import _kernels
@@ -56,40 +66,8 @@ TOL = {
                 "float64": {"rtol": 1e-12, "atol": 1e-13}},
 }
 
-#: Computes every compared output under the SIMD level the environment asks
-#: for, on one thread (so the thread count cannot change the summation order).
-SCRIPT = textwrap.dedent(
-    """
-    import sys
-    import numpy as np
-    import dlfr
-    from dlfr import _kernels, kernels
-    from dlfr.datasets import load_mnist
-
-    out = {"simd_in_use": np.array(dlfr.show_config(mode="dicts")["simd_in_use"]),
-           "simd_supported": np.array(dlfr.show_config(mode="dicts")["simd_supported"]),
-           "gemm_wide": np.array(_kernels.gemm_wide())}
-    X_all, y_all = load_mnist()
-    for dtype in ("float32", "float64"):
-        # Every float from far below to far above the sigmoid's saturation,
-        # crossing each vector width's remainder loop.
-        z = np.concatenate([np.linspace(-120, 120, 20011), [0.0, -0.0, 1e-30, -1e-30]])
-        out[f"sigmoid/{dtype}"] = kernels.sigmoid(z.astype(dtype))
-        rng = np.random.default_rng(0)
-        X = X_all[:257].astype(dtype)
-        W = (rng.standard_normal((784, 16)) * 0.05).astype(dtype)
-        b = rng.standard_normal(16).astype(dtype)
-        out[f"dense/{dtype}"] = kernels.dense(X, W, b, activation="sigmoid")
-        net = dlfr.Network([784, 16, 10], dtype=dtype, seed=0)
-        out[f"forward/{dtype}"] = net.forward(X_all[:1000])
-        out[f"wide/{dtype}"] = dlfr.Network([784, 256, 80, 10], dtype=dtype,
-                                             seed=1).forward(X_all[:301])
-        net.fit(X_all[:1000], y_all[:1000], epochs=1, batch_size=10, learning_rate=3.0, seed=0)
-        out[f"trained/{dtype}"] = np.concatenate(
-            [a.ravel() for layer in net.layers for a in (layer.W, layer.b)])
-    np.savez(sys.argv[1], **out)
-    """
-)
+#: Computes every compared output under the SIMD level in use (see its docstring).
+LEVEL_OUTPUTS = Path(__file__).with_name("level_outputs.py")
 
 
 def _env(simd: str | None) -> dict[str, str]:
@@ -112,7 +90,7 @@ def outputs(tmp_path_factory) -> dict[str, dict[str, np.ndarray]]:
     results = {}
     for simd in [*LEVELS, "auto"]:
         path = tmp / f"{simd}.npz"
-        proc = _run(simd, "-c", SCRIPT, str(path), cwd=tmp)
+        proc = _run(simd, str(LEVEL_OUTPUTS), str(path), cwd=tmp)
         assert proc.returncode == 0, f"DLFR_SIMD={simd}:\n{proc.stderr}"
         with np.load(path) as data:
             results[simd] = {k: data[k] for k in data.files}
@@ -216,6 +194,34 @@ def test_levels_agree_with_generic(outputs, simd, dtype, what):
     np.testing.assert_allclose(other, generic, **TOL[what][dtype])
 
 
+def test_select_simd_reaches_every_compiled_module(outputs):
+    """After select_simd, the kernels of _ops, _engine and _trainer compute,
+    bit for bit, what a process started at that level computes, at each
+    level this CPU has (up to the session's DLFR_SIMD); and the levels' results
+    differ, so each module's result shows the level it ran. A module with
+    its own copy of the C kernels would keep its own level and fail here."""
+    started = _kernels.build_info()["simd_in_use"]
+    levels = [simd for simd in LEVELS if str(outputs[simd]["simd_in_use"]) == simd
+              and _kernels.SIMD_LEVELS[simd] <= _kernels.SIMD_LEVELS[started]]
+    if len(levels) < 2:
+        pytest.skip(f"levels {levels} only (this CPU/build, DLFR_SIMD): nothing to tell apart")
+    keys = [key for key in outputs["generic"] if "/" in key]
+    for a, b in itertools.combinations(levels, 2):
+        for key in keys:
+            assert not np.array_equal(outputs[a][key], outputs[b][key]), (key, a, b)
+    try:
+        for simd in levels:
+            assert _kernels.select_simd(_kernels.SIMD_LEVELS[simd]) == _kernels.SIMD_LEVELS[simd]
+            with threadpool_limits(1):
+                here = level_outputs.compute()
+            assert str(here["simd_in_use"]) == simd
+            for key in keys:
+                np.testing.assert_array_equal(here[key], outputs[simd][key],
+                                              err_msg=f"{key} at {simd}")
+    finally:
+        _kernels.select_simd(_kernels.SIMD_LEVELS[started])
+
+
 def test_sigmoid_is_exact_at_the_ends_at_every_level(outputs):
     for simd in [*LEVELS, "auto"]:
         for dtype in ("float32", "float64"):
@@ -224,7 +230,73 @@ def test_sigmoid_is_exact_at_the_ends_at_every_level(outputs):
             assert s[20011] == s[20012] == 0.5
 
 
-# ---- the machine code: AVX only inside the dispatched functions ----
+# ---- the machine code: the C kernels in one module, AVX only inside them ----
+
+def _compiled_files() -> dict[str, str]:
+    """Each compiled module's file, by module name."""
+    return {name: importlib.import_module(f"dlfr.{name}").__file__ for name in _kernels.MODULES}
+
+
+def _objdump(*args: str) -> str:
+    """objdump's output, or skip (fail under DLFR_TEST_REQUIRE_OBJDUMP=1) without it."""
+    if shutil.which("objdump") is None:
+        if os.environ.get("DLFR_TEST_REQUIRE_OBJDUMP") == "1":
+            pytest.fail("objdump not found and DLFR_TEST_REQUIRE_OBJDUMP=1")
+        pytest.skip("objdump not found")
+    proc = subprocess.run(["objdump", *args], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+#: Process-wide state, by the symbols that hold it, and the one module that
+#: may define them: the C kernels (dlfr_*, _simd.c and _finite.h) with their
+#: dispatch table and level, the thread cap (_dispatch), BLAS's piece size (_blas).
+#: (A leading underscore: Mach-O's spelling of a C name.)
+_STATE = {
+    "the C kernels": (r"^_?dlfr_\w+$", "_dispatch"),
+    "the dispatch table": (r"^_?table$", "_dispatch"),
+    "the SIMD level": (r"^_?level_in_use$", "_dispatch"),
+    "the thread cap": (r"_THREAD_CAP_$", "_dispatch"),
+    "BLAS's piece size": (r"_BLAS_MAX_ROWS$", "_blas"),
+}
+
+
+def _defined_symbols(path: str) -> set[str]:
+    """Names of the symbols this shared object defines (objdump -t)."""
+    names = set()
+    for line in _objdump("-t", path).splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and "*UND*" not in fields and re.fullmatch(r"[0-9a-f]+", fields[0]):
+            names.add(fields[-1])
+    return names
+
+
+@pytest.mark.skipif(platform.system() == "Windows", reason="objdump reads ELF and Mach-O")
+def test_process_wide_state_is_defined_in_one_module():
+    """Each piece of process-wide state exists once: other modules reach it
+    through the cdef functions of its module's .pxd, never a copy."""
+    files = _compiled_files()
+    symbols = {name: _defined_symbols(path) for name, path in files.items()}
+    if not any(symbols.values()):
+        if os.environ.get("DLFR_TEST_REQUIRE_OBJDUMP") == "1":
+            pytest.fail("no symbols in the compiled modules (stripped?)")
+        pytest.skip("the compiled modules are stripped: no symbols to read")
+    for what, (pattern, owner) in _STATE.items():
+        holders = {name for name, names in symbols.items()
+                   if any(re.search(pattern, n) for n in names)}
+        assert holders == {owner}, f"{what} defined in {sorted(holders)}, not in {owner} alone"
+
+
+def test_every_compiled_file_is_a_listed_module():
+    """The guards here cover every extension in the package: _kernels.MODULES
+    lists them all (an extension it does not list, e.g. one left from an
+    older build, would escape them, and a stale _kernels extension would
+    shadow _kernels.py)."""
+    package = Path(dlfr.__file__).parent
+    found = {path.name.split(".")[0] for path in package.iterdir()
+             if path.name.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))}
+    assert found == set(_kernels.MODULES), f"delete stale builds: {sorted(found)}"
+
 
 _FUNCTION = re.compile(r"^[0-9a-f]+ <(?P<name>[^>]+)>:$")
 _DISPATCHED = re.compile(r"_(avx2|avx512)(\.|@|$)")
@@ -233,38 +305,29 @@ _DISPATCHED = re.compile(r"_(avx2|avx512)(\.|@|$)")
 _NEEDS_AVX = re.compile(r"%[yz]mm\d|%k[0-7]\b|^\s*[0-9a-f]+:\s+v[a-z0-9]+\s.*%xmm")
 
 
-def _disassembly(path: str) -> str:
-    proc = subprocess.run(["objdump", "-d", "--no-show-raw-insn", path],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
-
-
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
                     reason="the AVX dispatch exists on x86-64 only")
 def test_no_avx_outside_the_dispatched_functions():
-    objdump = shutil.which("objdump")
+    """In every compiled module (the AVX builds are all in _dispatch)."""
     required = os.environ.get("DLFR_TEST_REQUIRE_OBJDUMP") == "1"
-    if objdump is None:
-        if required:
-            pytest.fail("objdump not found and DLFR_TEST_REQUIRE_OBJDUMP=1")
-        pytest.skip("objdump not found")
-    functions: dict[str, list[str]] = {}
-    name = None
-    for line in _disassembly(_kernels.__file__).splitlines():
-        match = _FUNCTION.match(line)
-        if match:
-            name = match["name"]
-            functions[name] = []
-        elif name is not None and _NEEDS_AVX.search(line):
-            functions[name].append(line.strip())
-    dispatched = [f for f in functions if _DISPATCHED.search(f)]
+    functions: dict[tuple[str, str], list[str]] = {}
+    for module, path in _compiled_files().items():
+        key = None
+        for line in _objdump("-d", "--no-show-raw-insn", path).splitlines():
+            match = _FUNCTION.match(line)
+            if match:
+                key = (module, match["name"])
+                functions[key] = []
+            elif key is not None and _NEEDS_AVX.search(line):
+                functions[key].append(line.strip())
+    dispatched = [key for key in functions if _DISPATCHED.search(key[1])]
     if not dispatched:
         # Stripped, or a compiler without the dispatch (MSVC): nothing to tell apart.
         if required:
-            pytest.fail(f"no _avx2/_avx512 functions found in {_kernels.__file__}")
+            pytest.fail(f"no _avx2/_avx512 functions found in {_compiled_files()}")
         pytest.skip("no _avx2/_avx512 function symbols (stripped, or no dispatch in this build)")
-    assert any(functions[f] for f in dispatched), "the AVX builds contain no AVX instructions"
-    offenders = {f: lines[:3] for f, lines in functions.items()
-                 if lines and not _DISPATCHED.search(f)}
+    assert {module for module, _ in dispatched} == {"_dispatch"}, dispatched
+    assert any(functions[key] for key in dispatched), "the AVX builds contain no AVX instructions"
+    offenders = {f"{module}: {name}": lines[:3] for (module, name), lines in functions.items()
+                 if lines and not _DISPATCHED.search(name)}
     assert not offenders, f"AVX instructions outside the dispatched functions: {offenders}"

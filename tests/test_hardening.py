@@ -158,6 +158,39 @@ def test_dense_blas_rows_in_pieces(dtype, rows):
     np.testing.assert_allclose(small, expected[:3], rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_network_blas_rows_in_pieces(dtype):
+    """The forward pass (_engine) and training (_trainer) call BLAS in pieces
+    of the size set_blas_max_rows sets too: at the generic level a layer over
+    NARROW_MAX units, in calls of FEW_ROWS_OWN rows or more, goes to BLAS."""
+    from dlfr import _reference
+
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((300, 20)).astype(dtype)
+    y = rng.integers(0, 3, 300)
+    sizes = [20, _kernels.NARROW_MAX + 16, 3]
+    started = _kernels.build_info()["simd_in_use"]
+    assert _kernels.select_simd(_kernels.SIMD_LEVELS["generic"]) == 0
+    try:
+        whole = Network(sizes, dtype=dtype, seed=0)
+        whole.fit(X, y, epochs=1, batch_size=32, seed=0)
+        pieces = Network(sizes, dtype=dtype, seed=0)
+        previous = _kernels.set_blas_max_rows(7)
+        try:
+            pieces.fit(X, y, epochs=1, batch_size=32, seed=0)
+            out = pieces.forward(X)
+        finally:
+            _kernels.set_blas_max_rows(previous)
+    finally:
+        _kernels.select_simd(_kernels.SIMD_LEVELS[started])
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for a, b in zip(whole.layers, pieces.layers, strict=True):
+        np.testing.assert_allclose(b.W, a.W, rtol=tol, atol=tol)
+    expected = _reference.forward(X.astype(np.float64), [layer.W for layer in pieces.layers],
+                                  [layer.b for layer in pieces.layers])
+    np.testing.assert_allclose(out, expected, rtol=tol, atol=tol)
+
+
 def test_blas_max_rows_bounds():
     with pytest.raises(ValueError, match="rows must be in"):
         _kernels.set_blas_max_rows(0)

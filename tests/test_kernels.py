@@ -157,11 +157,15 @@ def refused(dtype, shape) -> tuple[np.ndarray, str]:
 # --------------------------------------------------------------------------- build
 
 
-def test_kernels_module_is_a_compiled_extension():
-    compiled = importlib.import_module("dlfr._kernels")
-    path = Path(compiled.__file__)
-    assert path.name.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)), path
-    assert not (path.parent / "_kernels.py").exists()
+def test_compiled_modules_are_extensions():
+    """Each module _kernels gathers is compiled (no Python module of its name
+    to fall back on), and _kernels itself is the Python module that gathers
+    them, not an extension left from an older build."""
+    for name in _kernels.MODULES:
+        path = Path(importlib.import_module(f"dlfr.{name}").__file__)
+        assert path.name.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)), path
+        assert not (path.parent / f"{name}.py").exists()
+    assert Path(_kernels.__file__).name == "_kernels.py", _kernels.__file__
 
 
 def test_activation_names():

@@ -1,6 +1,6 @@
 /* The forward pass's check for NaN and inf (check_finite): of a chunk's first
- * layer outputs, then of the few rows of X they point at (_kernels.pyx,
- * _first_bad_input_row). A value is non-finite when its
+ * layer outputs, then of the few rows of X they point at (_engine.pyx,
+ * _first_bad_input_row, through _dispatch.pyx). A value is non-finite when its
  * exponent bits are all ones; the bits are compared as integers, so the loop
  * vectorises without -ffast-math. On x86-64 with GCC or clang an AVX2 clone
  * runs when the SIMD level in use has AVX2 (the module itself is compiled for

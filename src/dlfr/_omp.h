@@ -1,4 +1,5 @@
-/* OpenMP's run-time calls, or their serial stand-ins when built without it. */
+/* OpenMP's run-time calls, or their serial stand-ins when built without it;
+ * the compiler and flags of the build (setup.py defines them). */
 #ifndef DLFR_OMP_H
 #define DLFR_OMP_H
 #ifdef _OPENMP
@@ -16,6 +17,4 @@ static inline int omp_get_num_procs(void) { return 1; }
 #ifndef DLFR_BUILD_FLAGS
 #define DLFR_BUILD_FLAGS ""
 #endif
-static const char *dlfr_build_compiler = DLFR_BUILD_COMPILER;
-static const char *dlfr_build_flags = DLFR_BUILD_FLAGS;
 #endif

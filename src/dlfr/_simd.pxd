@@ -1,4 +1,7 @@
-# Cython's view of the C kernels (_simd.h), cimported by _kernels.pyx.
+# Cython's view of the C kernels (_simd.h). Their functions are called from
+# _dispatch.pyx alone, the one module _simd.c is linked into; the other
+# compiled modules cimport only the constants and types here and call the
+# kernels through _dispatch.pxd.
 #
 # _simd.h lists each kernel once (DLFR_KERNELS) and expands everything in C
 # from that list; Cython cannot read the macro, so each kernel is declared

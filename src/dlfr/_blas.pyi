@@ -1,0 +1,3 @@
+# Type stubs for dlfr._blas (see _blas.pyx).
+
+def set_blas_max_rows(rows: int) -> int: ...
