@@ -336,3 +336,20 @@ def test_float64_takes_weights_too_large_for_float32():
     history = net.fit(X, y, epochs=1, batch_size=4, learning_rate=0.5,
                       sample_weight=[1e39, 1e39, 2e39, 1e39])
     assert np.isfinite(history["loss"][0])
+
+
+def test_the_compiled_epoch_refuses_weights_it_cannot_read():
+    # fit never passes these; the compiled entry point must still refuse them
+    from dlfr import _kernels
+
+    net = Network([4, 3, 2], seed=0)
+    weights, biases, n_outs, acts = net.kernel_layers
+    trainer = _kernels.Trainer([4, 3], [16, 16], 2, 2, 4)
+    X, Y, order = np.zeros((5, 4), np.float32), np.zeros((5, 2), np.float32), np.arange(5)
+    before = [p.copy() for p in weights + biases]
+    for w in (np.ones(4, np.float32), np.ones(5, np.float64), np.ones((5, 1), np.float32),
+              np.ones(10, np.float32)[::2], [1.0] * 5):
+        with pytest.raises(ValueError, match="sample_weight must be a C-contiguous"):
+            trainer.epoch(weights, biases, n_outs, acts, X, Y, order, 0.1, 0, w)
+    for p, p0 in zip(weights + biases, before, strict=True):
+        np.testing.assert_array_equal(p, p0)
