@@ -61,9 +61,9 @@ cdef void _gemm_stream(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating 
 cdef void _gemm_update(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating *A,
                        Py_ssize_t lda, const floating *B, Py_ssize_t ldb, floating *C,
                        Py_ssize_t ldc, floating alpha, const dlfr_prefetch *ahead) noexcept nogil
-cdef double _output_delta(const floating *A, const floating *Y, floating *D, Py_ssize_t rows,
-                          Py_ssize_t n_out, Py_ssize_t ld, int act, int loss,
-                          Py_ssize_t *hits) noexcept nogil
+cdef double _output_delta(const floating *A, const floating *Y, const floating *w,
+                          floating *D, Py_ssize_t rows, Py_ssize_t n_out, Py_ssize_t ld,
+                          int act, int loss, double *hits) noexcept nogil
 cdef void _act_backward(floating *D, const floating *A, Py_ssize_t rows, Py_ssize_t cols,
                         Py_ssize_t ld, int act) noexcept nogil
 cdef void _bias_update(floating *b, const floating *D, Py_ssize_t rows, Py_ssize_t cols,

@@ -213,14 +213,15 @@ cdef void _gemm_update(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating 
         dlfr_gemm_update_f64(m, n, k, A, lda, B, ldb, C, ldc, alpha, ahead)
 
 
-cdef double _output_delta(const floating *A, const floating *Y, floating *D, Py_ssize_t rows,
-                          Py_ssize_t n_out, Py_ssize_t ld, int act, int loss,
-                          Py_ssize_t *hits) noexcept nogil:
-    """D = dC/dz of the output layer for each row; returns the summed cost."""
+cdef double _output_delta(const floating *A, const floating *Y, const floating *w,
+                          floating *D, Py_ssize_t rows, Py_ssize_t n_out, Py_ssize_t ld,
+                          int act, int loss, double *hits) noexcept nogil:
+    """D = w * dC/dz of the output layer for each row (w NULL: all 1); returns the
+    weighted sum of the rows' costs."""
     if floating is float:
-        return dlfr_output_delta_f32(A, Y, D, rows, n_out, ld, act, loss, hits)
+        return dlfr_output_delta_f32(A, Y, w, D, rows, n_out, ld, act, loss, hits)
     else:
-        return dlfr_output_delta_f64(A, Y, D, rows, n_out, ld, act, loss, hits)
+        return dlfr_output_delta_f64(A, Y, w, D, rows, n_out, ld, act, loss, hits)
 
 
 cdef void _act_backward(floating *D, const floating *A, Py_ssize_t rows, Py_ssize_t cols,
