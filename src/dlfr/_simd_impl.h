@@ -81,6 +81,44 @@ static inline REAL FN(exp_nonpos)(REAL x)
     return p * s1 * s2;
 }
 
+/* e^x - 1 for x <= 0 (or NaN), to about 1 ulp however close x is to 0 (e^x
+ * - 1 from exp_nonpos would cancel there): the same range reduction and
+ * polynomial give q = e^r - 1 = r + r^2 P(r) without its 1 (k = 0 near 0
+ * leaves r = x exactly), then e^x - 1 = 2^k q + (2^k - 1), where 2^k - 1 is
+ * exact while it matters. Below EXPM1_LO the result rounds to -1, so x is
+ * clamped there and 2^k stays a normal number, put in at once. */
+#if DLFR_IS_F32
+#define EXPM1_LO (-32.0f)
+#define EXP_BIAS 127u
+#define EXP_MANT 23
+#else
+#define EXPM1_LO (-64.0)
+#define EXP_BIAS 1023u
+#define EXP_MANT 52
+#endif
+static inline REAL FN(expm1_nonpos)(REAL x)
+{
+    x = (x < EXPM1_LO) ? EXPM1_LO : x; /* NaN passes through */
+    REAL t = x * EXP_LOG2E + EXP_MAGIC;
+    REAL kf = t - EXP_MAGIC;
+    REAL r = x - kf * EXP_LN2_HI;
+    r = r - kf * EXP_LN2_LO;
+    REAL p = FN(exp_poly)[0];
+    for (size_t i = 1; i < EXP_TERMS; i++) p = p * r + FN(exp_poly)[i];
+    REAL q = p * r * r + r;
+    /* 2^k, k = t's integer part read off its low mantissa bits (unsigned
+     * arithmetic: a NaN's bits give some s, and s q is NaN whatever it is) */
+    REAL s = FN(from_bits)((FN(bits)(t) - FN(bits)(EXP_MAGIC) + EXP_BIAS) << EXP_MANT);
+    return s * q + (s - 1);
+}
+
+/* ELU (alpha 1): z where z >= 0 (and NaN), e^z - 1 below; -inf gives -1. */
+static inline REAL FN(elu1)(REAL z)
+{
+    REAL e = FN(expm1_nonpos)(z < 0 ? z : 0); /* both sides, so the select vectorises */
+    return z < 0 ? e : z;
+}
+
 /* sigma(z) with e = e^-|z| <= 1: never overflows, exact 0.5 at 0. */
 static inline REAL FN(sigmoid1)(REAL z)
 {
@@ -90,6 +128,8 @@ static inline REAL FN(sigmoid1)(REAL z)
     return z >= 0 ? s : es;
 }
 
+/* One value through activation `act` (not softmax, which works on rows):
+ * the definitions activate's loops vectorise, `act` being a constant there. */
 static inline REAL FN(activate1)(REAL z, int act)
 {
     switch (act) {
@@ -97,6 +137,8 @@ static inline REAL FN(activate1)(REAL z, int act)
     case DLFR_TANH: return RTANH(z);
     case DLFR_RELU: return z < 0 ? (REAL)0 : z;
     case DLFR_STEP: return z >= 0 ? (REAL)1 : (z < 0 ? (REAL)0 : z); /* NaN stays */
+    case DLFR_LEAKY_RELU: return z < 0 ? z * (REAL)DLFR_LEAKY_RELU_SLOPE : z;
+    case DLFR_ELU: return FN(elu1)(z);
     default: return z;
     }
 }
@@ -406,15 +448,16 @@ void FN(activate)(const REAL *z, REAL *out, ptrdiff_t n, int act)
     case DLFR_TANH:
         for (ptrdiff_t i = 0; i < n; i++) out[i] = RTANH(z[i]);
         break;
-    case DLFR_RELU:
-        SIMD_LOOP
-        for (ptrdiff_t i = 0; i < n; i++) out[i] = z[i] < 0 ? (REAL)0 : z[i];
-        break;
-    case DLFR_STEP:
-        SIMD_LOOP
-        for (ptrdiff_t i = 0; i < n; i++)
-            out[i] = z[i] >= 0 ? (REAL)1 : (z[i] < 0 ? (REAL)0 : z[i]);
-        break;
+#define EACH(ACT)                                                          \
+    do {                                                                   \
+        SIMD_LOOP                                                          \
+        for (ptrdiff_t i = 0; i < n; i++) out[i] = FN(activate1)(z[i], ACT); \
+    } while (0)
+    case DLFR_RELU: EACH(DLFR_RELU); break;
+    case DLFR_STEP: EACH(DLFR_STEP); break;
+    case DLFR_LEAKY_RELU: EACH(DLFR_LEAKY_RELU); break;
+    case DLFR_ELU: EACH(DLFR_ELU); break;
+#undef EACH
     default:
         if (out != z)
             for (ptrdiff_t i = 0; i < n; i++) out[i] = z[i];
@@ -464,6 +507,15 @@ void FN(act_backward)(REAL *delta, const REAL *a, ptrdiff_t rows, ptrdiff_t cols
             break;
         case DLFR_STEP: /* flat almost everywhere: no gradient flows */
             for (ptrdiff_t j = 0; j < cols; j++) d[j] = 0;
+            break;
+        case DLFR_LEAKY_RELU: /* a has z's sign */
+            SIMD_LOOP
+            for (ptrdiff_t j = 0; j < cols; j++)
+                d[j] = y[j] > 0 ? d[j] : d[j] * (REAL)DLFR_LEAKY_RELU_SLOPE;
+            break;
+        case DLFR_ELU: /* a = e^z - 1 below 0: f'(z) = e^z = a + 1 */
+            SIMD_LOOP
+            for (ptrdiff_t j = 0; j < cols; j++) d[j] = y[j] > 0 ? d[j] : d[j] * (y[j] + 1);
             break;
         default:
             break;
@@ -1234,6 +1286,9 @@ void FN(gemm_update)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdi
 #undef EXP_LN2_HI
 #undef EXP_LN2_LO
 #undef EXP_TERMS
+#undef EXPM1_LO
+#undef EXP_BIAS
+#undef EXP_MANT
 #undef LOOP_PREFETCH
 #undef PAIR_KERNEL
 #undef FEWV
