@@ -53,61 +53,64 @@ static const double FN(exp_poly)[] = {1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0
 #endif
 #define EXP_TERMS (sizeof FN(exp_poly) / sizeof FN(exp_poly)[0])
 
-/* e^x for x <= 0 (or NaN), correct to about 1 ulp down into the denormals:
- * e^r by the polynomial, then 2^k put into the exponent bits in two halves so
- * that k may go below the normal range. */
-static inline REAL FN(exp_nonpos)(REAL x)
+/* The reduction and polynomial for x not above 0: x = k ln2 + r, returns
+ * q = e^r - 1 = r + r^2 P(r) and sets *t, which holds k in its low mantissa
+ * bits (read off as bits(t) - bits(EXP_MAGIC), no float->int conversion). */
+static inline REAL FN(exp_reduced)(REAL x, REAL *t)
 {
-    x = (x < EXP_LO) ? EXP_LO : x; /* NaN passes through */
-    REAL t = x * EXP_LOG2E + EXP_MAGIC;
-    REAL kf = t - EXP_MAGIC;
+    *t = x * EXP_LOG2E + EXP_MAGIC;
+    REAL kf = *t - EXP_MAGIC;
     REAL r = x - kf * EXP_LN2_HI;
     r = r - kf * EXP_LN2_LO;
     REAL p = FN(exp_poly)[0];
     for (size_t i = 1; i < EXP_TERMS; i++) p = p * r + FN(exp_poly)[i];
-    p = p * r * r + r + 1;
+    return p * r * r + r;
+}
+
 #if DLFR_IS_F32
-    /* k = t's integer part, read off its low mantissa bits (no float->int). */
+#define EXP_BIAS 127
+#define EXP_MANT 23
+#else
+#define EXP_BIAS 1023
+#define EXP_MANT 52
+#endif
+
+/* e^x for x <= 0 (or NaN), correct to about 1 ulp down into the denormals:
+ * e^r = 1 + q, then 2^k put into the exponent bits in two halves so that k
+ * may go below the normal range. */
+static inline REAL FN(exp_nonpos)(REAL x)
+{
+    x = (x < EXP_LO) ? EXP_LO : x; /* NaN passes through */
+    REAL t;
+    REAL p = FN(exp_reduced)(x, &t) + 1;
+#if DLFR_IS_F32
     int32_t k = (int32_t)(FN(bits)(t) - FN(bits)(EXP_MAGIC));
     int32_t k1 = k / 2, k2 = k - k1;
-    REAL s1 = FN(from_bits)((UINT)(k1 + 127) << 23);
-    REAL s2 = FN(from_bits)((UINT)(k2 + 127) << 23);
 #else
     int64_t k = (int64_t)(FN(bits)(t) - FN(bits)(EXP_MAGIC));
     int64_t k1 = k / 2, k2 = k - k1;
-    REAL s1 = FN(from_bits)((UINT)(k1 + 1023) << 52);
-    REAL s2 = FN(from_bits)((UINT)(k2 + 1023) << 52);
 #endif
+    REAL s1 = FN(from_bits)((UINT)(k1 + EXP_BIAS) << EXP_MANT);
+    REAL s2 = FN(from_bits)((UINT)(k2 + EXP_BIAS) << EXP_MANT);
     return p * s1 * s2;
 }
 
 /* e^x - 1 for x <= 0 (or NaN), to about 1 ulp however close x is to 0 (e^x
- * - 1 from exp_nonpos would cancel there): the same range reduction and
- * polynomial give q = e^r - 1 = r + r^2 P(r) without its 1 (k = 0 near 0
- * leaves r = x exactly), then e^x - 1 = 2^k q + (2^k - 1), where 2^k - 1 is
- * exact while it matters. Below EXPM1_LO the result rounds to -1, so x is
- * clamped there and 2^k stays a normal number, put in at once. */
+ * - 1 from exp_nonpos would cancel there): q = e^r - 1 without its 1 (k = 0
+ * near 0 leaves r = x exactly), then e^x - 1 = 2^k q + (2^k - 1), where 2^k
+ * - 1 is exact while it matters. Below EXPM1_LO the result rounds to -1, so
+ * x is clamped there and 2^k stays a normal number, put in at once. */
 #if DLFR_IS_F32
 #define EXPM1_LO (-32.0f)
-#define EXP_BIAS 127u
-#define EXP_MANT 23
 #else
 #define EXPM1_LO (-64.0)
-#define EXP_BIAS 1023u
-#define EXP_MANT 52
 #endif
 static inline REAL FN(expm1_nonpos)(REAL x)
 {
     x = (x < EXPM1_LO) ? EXPM1_LO : x; /* NaN passes through */
-    REAL t = x * EXP_LOG2E + EXP_MAGIC;
-    REAL kf = t - EXP_MAGIC;
-    REAL r = x - kf * EXP_LN2_HI;
-    r = r - kf * EXP_LN2_LO;
-    REAL p = FN(exp_poly)[0];
-    for (size_t i = 1; i < EXP_TERMS; i++) p = p * r + FN(exp_poly)[i];
-    REAL q = p * r * r + r;
-    /* 2^k, k = t's integer part read off its low mantissa bits (unsigned
-     * arithmetic: a NaN's bits give some s, and s q is NaN whatever it is) */
+    REAL t;
+    REAL q = FN(exp_reduced)(x, &t);
+    /* unsigned arithmetic: a NaN's bits give some s, and s q is NaN whatever it is */
     REAL s = FN(from_bits)((FN(bits)(t) - FN(bits)(EXP_MAGIC) + EXP_BIAS) << EXP_MANT);
     return s * q + (s - 1);
 }
