@@ -191,6 +191,16 @@ def test_train_is_reproducible_and_takes_options(tmp_path: Path, data: Path) -> 
         np.testing.assert_array_equal(la.W, lb.W)
 
 
+@pytest.mark.parametrize("activation", ["leaky_relu", "elu"])
+def test_train_takes_every_registry_activation(tmp_path: Path, data: Path,
+                                               activation: str) -> None:
+    assert_ok(run("train", "--sizes", "6,4,3", "--data", "X.npy", "--labels", "y.npy",
+                  "--epochs", "2", "--activation", activation, "--output-activation", activation,
+                  "--learning-rate", "0.1", "--no-progress", "--out", "m.npz", cwd=tmp_path))
+    net = dlfr.Network.load(tmp_path / "m.npz")
+    assert [layer.activation for layer in net.layers] == [activation, activation]
+
+
 @pytest.mark.slow
 def test_train_bundled_digits_by_default(tmp_path: Path) -> None:
     proc = run("train", "--limit", "300", "--epochs", "1", "--no-progress", "--out", "d.npz",
