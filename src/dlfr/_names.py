@@ -1,4 +1,5 @@
-"""The names dlfr understands, each listed once: activations, losses, dtypes.
+"""The names dlfr understands, each listed once: activations, losses, optimizers,
+learning-rate schedules, dtypes.
 
 The ``Literal`` types give the choices to signatures, stubs and type
 checkers; the tables say what a name means to the compiled kernels (its code,
@@ -18,6 +19,8 @@ from . import _kernels
 
 ActivationName = Literal["identity", "sigmoid", "tanh", "relu", "step", "softmax"]
 LossName = Literal["mse", "cross_entropy"]
+OptimizerName = Literal["sgd", "momentum", "nesterov", "adam"]
+ScheduleName = Literal["constant", "invscaling", "adaptive"]
 DTypeName = Literal["float32", "float64"]
 #: A dtype argument: a name, or the NumPy dtype or scalar type it names.
 DTypeSpec = DTypeName | np.dtype[Any] | type[np.float32] | type[np.float64]
@@ -48,6 +51,12 @@ LOSS_CODES: dict[LossName, int] = {
     "mse": _kernels.LOSS_MSE,
     "cross_entropy": _kernels.LOSS_CROSS_ENTROPY,
 }
+
+#: Every optimizer ``fit`` takes by name (dlfr.optimizers: plain SGD, SGD with
+#: momentum 0.9, with Nesterov momentum 0.9, Adam).
+OPTIMIZERS: tuple[OptimizerName, ...] = get_args(OptimizerName)
+#: Every learning-rate schedule (scikit-learn's ``learning_rate`` choices).
+SCHEDULES: tuple[ScheduleName, ...] = get_args(ScheduleName)
 
 #: Dtype name -> the NumPy dtype (native byte order) of weights and arithmetic.
 DTYPES: dict[DTypeName, np.dtype] = {

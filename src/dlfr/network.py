@@ -10,9 +10,10 @@ import numpy as np
 
 from . import _kernels, io, training
 from ._labels import decide
-from ._names import ActivationName, DTypeSpec, LossName
+from ._names import ActivationName, DTypeSpec, LossName, OptimizerName, ScheduleName
 from ._validation import U8, U8_SCALE, network_input, positive_float, real_dtype, targets
 from .layers import Dense, KernelLayers, kernel_layers
+from .optimizers import Optimizer
 
 
 class Network:
@@ -224,12 +225,19 @@ class Network:
     def fit(self, X: Any, y: Any, epochs: int = 30, batch_size: int = 10,
             learning_rate: float = 3.0, loss: LossName = "mse", seed: Any = None,
             shuffle: bool = True, validation_data: Any = None,
-            verbose: bool = False) -> dict[str, list[float]]:
-        """Train by mini-batch SGD with backpropagation; see dlfr.training.fit."""
+            verbose: bool = False, *, optimizer: OptimizerName | Optimizer = "sgd",
+            l2: float = 0.0, lr_schedule: ScheduleName = "constant", power_t: float = 0.5,
+            tol: float = 1e-4, patience: int = 10,
+            clip_norm: float | None = None) -> dict[str, list[float]]:
+        """Train by mini-batch gradient descent with backpropagation (plain SGD
+        unless ``optimizer`` says otherwise; Adam's usual learning_rate is
+        0.001); see dlfr.training.fit and dlfr.optimizers."""
         return training.fit(self, X, y, epochs=epochs, batch_size=batch_size,
                             learning_rate=learning_rate, loss=loss, seed=seed,
                             shuffle=shuffle, validation_data=validation_data,
-                            verbose=verbose)
+                            verbose=verbose, optimizer=optimizer, l2=l2,
+                            lr_schedule=lr_schedule, power_t=power_t, tol=tol,
+                            patience=patience, clip_norm=clip_norm)
 
     # -- files --------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> None:

@@ -1,9 +1,11 @@
-"""Training by backpropagation: losses, the mini-batch SGD loop, its history.
+"""Training by backpropagation: losses, the mini-batch loop, its history.
 
 The epoch itself runs compiled (``dlfr._kernels.Trainer``): forward pass,
 output delta, deltas through W^T fused with the activation derivative, and
-the gradient GEMMs with the update folded in, for every mini-batch, with the
-GIL released and every buffer allocated once per fit.
+the gradient GEMMs (plain SGD's update folded in; any other optimizer's
+step, L2 decay and clipping in one kernel per parameter array after them),
+for every mini-batch, with the GIL released and every buffer allocated once
+per fit. The optimizers and schedules are :mod:`dlfr.optimizers`'.
 
 ``fit`` works on any network through :class:`Trainable`: public attributes
 plus ``kernel_layers``, the storage the compiled trainer updates in place. It
@@ -16,14 +18,17 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from . import _kernels
+from . import _kernels, optimizers
 from ._labels import decide
 from ._names import (
     LOSS_CODES,
     LOSSES,
+    SCHEDULES,
     TRAINABLE_HIDDEN,
     TRAINABLE_OUTPUT,
     LossName,
+    OptimizerName,
+    ScheduleName,
     lookup,
 )
 from ._validation import (
@@ -32,11 +37,12 @@ from ._validation import (
     check_ndim,
     positive_float,
     positive_int,
+    real_number,
     targets,
 )
 from .layers import Dense, KernelLayers
 
-__all__ = ["LOSSES", "Trainable", "fit", "loss_value"]
+__all__ = ["LOSSES", "Trainable", "fit", "l2_penalty", "loss_value"]
 
 
 class Trainable(Protocol):
@@ -96,16 +102,40 @@ def _check_data(net: Trainable, X: Any, y: Any, name_x: str, name_y: str,
 
 def fit(net: Trainable, X: Any, y: Any, *, epochs: int, batch_size: int,
         learning_rate: float, loss: LossName = "mse", seed: Any = None, shuffle: bool = True,
-        validation_data: Any = None, verbose: bool = False) -> dict[str, list[float]]:
-    """Mini-batch stochastic gradient descent; the gradient is averaged over each batch.
+        validation_data: Any = None, verbose: bool = False,
+        optimizer: OptimizerName | optimizers.Optimizer = "sgd", l2: float = 0.0,
+        lr_schedule: ScheduleName = "constant", power_t: float = 0.5, tol: float = 1e-4,
+        patience: int = 10, clip_norm: float | None = None) -> dict[str, list[float]]:
+    """Mini-batch gradient descent; the gradient is averaged over each batch.
 
     Losses: "mse", C = 1/(2n) sum ||a - y||^2; "cross_entropy", with sigmoid
     outputs C = -(1/n) sum [y ln a + (1 - y) ln(1 - a)] and with softmax
     outputs C = -(1/n) sum y ln a (output delta a - y in both).
 
+    ``optimizer``: "sgd" (plain mini-batch SGD, the default), "momentum",
+    "nesterov", "adam", or a :mod:`dlfr.optimizers` object (``SGD``,
+    ``Adam``), whose state carries on from the object's last fit (see that
+    module: a name starts afresh each call). ``l2``: weight decay lambda >= 0
+    (Nielsen's): the cost gains lambda/(2n) sum ||W||^2 over the weight
+    matrices (not the biases), n the number of training samples, so every
+    step adds lambda/n W to W's gradient. (scikit-learn's ``alpha`` adds
+    alpha/m W, m the batch size: ``l2 = alpha n / batch_size``.)
+    ``lr_schedule``: "constant", "invscaling" (with ``power_t`` >= 0) or
+    "adaptive" (with ``tol`` >= 0 and ``patience``, the epochs without
+    improvement it waits out: scikit-learn's ``n_iter_no_change``), as
+    scikit-learn's MLP defines its ``learning_rate``; the rate changes
+    between epochs, and the adaptive one reads the epoch's training loss
+    (see dlfr.optimizers). ``clip_norm``: each batch's gradient (L2's term
+    included), taken as one vector over every weight and bias, is scaled
+    down to this L2 norm when longer. Plain SGD without L2 or clipping is
+    today's epoch, bit for bit; anything else materialises the gradient and
+    takes one compiled optimizer step per parameter array.
+
     Returns the history: per epoch "loss" and "accuracy" (running means over
-    the epoch's mini-batches, as the weights move), and "val_loss" and
-    "val_accuracy" after the epoch when ``validation_data`` is given.
+    the epoch's mini-batches, as the weights move; the loss includes L2's
+    term), and "val_loss" (L2's term included) and "val_accuracy" after the
+    epoch when ``validation_data`` is given. The adaptive schedule may end
+    training before ``epochs`` (the history is then shorter).
     Every argument is checked before the first weight changes, except X's
     NaN and inf, which the weights show after the first epoch (they are then
     restored and the call refused). uint8 X (raw pixels) is multiplied by
@@ -115,11 +145,19 @@ def fit(net: Trainable, X: Any, y: Any, *, epochs: int, batch_size: int,
     mini-batches; the network is then left with the weights as they were at
     the start of the interrupted epoch (those of the last completed epoch, or
     as before fit during the first), and the KeyboardInterrupt propagates.
+    An optimizer object's state goes back with the weights.
     """
     epochs = positive_int(epochs, "epochs")
     batch_size = positive_int(batch_size, "batch_size")
     lr = positive_float(learning_rate, "learning_rate")
     loss_code = lookup(LOSS_CODES, loss, "loss")
+    opt = optimizers.resolve(optimizer)
+    l2 = real_number(l2, "l2", 0.0)
+    schedule = lookup({name: name for name in SCHEDULES}, lr_schedule, "lr_schedule")
+    power_t = real_number(power_t, "power_t", 0.0)
+    tol = real_number(tol, "tol", 0.0)
+    patience = positive_int(patience, "patience")
+    clip = None if clip_norm is None else positive_float(clip_norm, "clip_norm")
     acts = [layer.activation for layer in net.layers]
     untrainable = [act for act in acts if act not in TRAINABLE_OUTPUT]
     if untrainable:
@@ -151,40 +189,63 @@ def fit(net: Trainable, X: Any, y: Any, *, epochs: int, batch_size: int,
 
     n = len(Xa)
     weights, biases, n_outs, acts_codes = net.kernel_layers
+    params = [p for pair in zip(weights, biases, strict=True) for p in pair]  # W0, b0, W1, ...
+    opt._bind(params)  # refuses an optimizer holding another network's state
+    update = opt._update(l2 / n, clip)
+    batch = min(batch_size, n)
     trainer = _kernels.Trainer(
         [W.shape[0] for W in weights], [W.shape[1] for W in weights],  # n_in, padded n_out
-        net.sizes[-1], min(batch_size, n), net.dtype.itemsize,
+        net.sizes[-1], batch, net.dtype.itemsize,
     )
     history: dict[str, list[float]] = {"loss": [], "accuracy": []}
     if val is not None:
         history.update(val_loss=[], val_accuracy=[])
-    start = [p.copy() for p in weights + biases]
+    start = [p.copy() for p in params]
+    opt_start = opt._snapshot()
     epoch_start = [p.copy() for p in start]  # for Ctrl-C (one copy of the weights an epoch)
+    opt_epoch_start = opt_start
     order = np.arange(n, dtype=np.int64)
     for epoch in progress:
         if shuffle:
             order = rng.permutation(n).astype(np.int64, copy=False)
         if epoch:
-            for saved, p in zip(epoch_start, weights + biases, strict=True):
+            for saved, p in zip(epoch_start, params, strict=True):
                 np.copyto(saved, p)
+            opt_epoch_start = opt._snapshot()
+        if update is not None:
+            update.steps = opt.steps
+        rate = opt._epoch_rate(lr, schedule, power_t)
         try:
-            total, hits = trainer.epoch(weights, biases, n_outs, acts_codes, Xa, Y, order, lr,
-                                        loss_code)
+            total, hits = trainer.epoch(weights, biases, n_outs, acts_codes, Xa, Y, order, rate,
+                                        loss_code, update)
         except BaseException:  # KeyboardInterrupt between mini-batches: undo the part-epoch
-            for saved, p in zip(epoch_start, weights + biases, strict=True):
+            for saved, p in zip(epoch_start, params, strict=True):
                 p[...] = saved
+            opt._restore(opt_epoch_start)
             raise
-        if not (np.isfinite(total) and all(np.isfinite(p).all() for p in weights + biases)):
-            _refuse_non_finite(Xa, weights + biases, start, epoch)
+        opt.steps += -(-n // batch)
+        if not (np.isfinite(total) and all(np.isfinite(p).all() for p in params)):
+            opt._restore(opt_start)
+            _refuse_non_finite(Xa, params, start, epoch)
         history["loss"].append(total / n)
         history["accuracy"].append(hits / n)
         if val is not None:
             a = net.forward(val[0])
-            history["val_loss"].append(loss_value(a, val[1], loss, softmax))
+            history["val_loss"].append(loss_value(a, val[1], loss, softmax)
+                                       + l2_penalty(weights, l2, n))
             history["val_accuracy"].append(float(np.mean(decide(a) == val_labels)))
         if verbose:
             progress.set_postfix({k: f"{v[-1]:.4f}" for k, v in history.items()})
+        if opt._end_epoch(history["loss"][-1], n, lr, schedule, tol, patience):
+            break
     return history
+
+
+def l2_penalty(weights: list[np.ndarray], l2: float, n: int) -> float:
+    """L2's term of the cost, lambda/(2n) sum ||W||^2 (the biases are not in it)."""
+    if l2 == 0:
+        return 0.0
+    return l2 / (2 * n) * sum(float(np.sum(np.square(W, dtype=np.float64))) for W in weights)
 
 
 def _refuse_non_finite(X: np.ndarray, params: list[np.ndarray], start: list[np.ndarray],
