@@ -460,8 +460,8 @@ def test_invscaling_rate_is_scikit_learns():
     sk = optimizers.SGDOptimizer([np.zeros(2)], 0.3, lr_schedule="invscaling", power_t=0.37)
     mine = SGD()
     for _ in range(6):
-        assert mine._epoch_rate(0.3, "invscaling", 0.37) == sk.learning_rate
-        mine._end_epoch(1.0, 250, 0.3, "invscaling", 1e-4, 10)
+        assert mine.epoch_rate(0.3, "invscaling", 0.37) == sk.learning_rate
+        mine.end_epoch(1.0, 250, 0.3, "invscaling", 1e-4, 10)
         sk.iteration_ends(mine.samples_seen)
     assert mine.samples_seen == 1500
 
@@ -487,8 +487,8 @@ def test_adaptive_rate_is_scikit_learns():
             count = 0
     mine, rates, stop = SGD(), [], None
     for epoch, loss in enumerate(losses):
-        rates.append(mine._epoch_rate(lr, "adaptive", 0.5))
-        if mine._end_epoch(float(loss), 10, lr, "adaptive", tol, patience):
+        rates.append(mine.epoch_rate(lr, "adaptive", 0.5))
+        if mine.end_epoch(float(loss), 10, lr, "adaptive", tol, patience):
             stop = epoch
             break
     assert stop == sk_stop is not None
@@ -554,14 +554,14 @@ def test_refused_data_puts_the_optimizer_back():
     net = Network([5, 12, 3], dtype="float64", seed=0)
     optimizer = Adam()
     net.fit(X, y, epochs=1, batch_size=5, learning_rate=0.01, optimizer=optimizer)
-    state = optimizer._snapshot()
+    state = optimizer.snapshot()
     saved = weights_of(net)
     bad = X.copy()
     bad[7, 2] = np.nan
     with pytest.raises(ValueError, match="X contains NaN or inf"):
         net.fit(bad, y, epochs=2, batch_size=5, learning_rate=0.01, optimizer=optimizer)
     assert_bit_identical(net, saved)
-    after = optimizer._snapshot()
+    after = optimizer.snapshot()
     assert after[:5] == state[:5]
     assert all(np.array_equal(a, b) for a, b in zip(after[5], state[5], strict=True))
 
@@ -593,10 +593,10 @@ def test_ctrl_c_puts_the_optimizer_back_with_the_weights():
     if epochs:
         reference.fit(X, y, epochs=epochs, batch_size=10, learning_rate=0.001,
                       optimizer=(fresh := Adam()), shuffle=False)
-        assert all(np.array_equal(a, b) for a, b in zip(optimizer._snapshot()[5],
-                                                         fresh._snapshot()[5], strict=True))
+        assert all(np.array_equal(a, b) for a, b in zip(optimizer.snapshot()[5],
+                                                         fresh.snapshot()[5], strict=True))
     else:
-        assert all(not a.any() for a in optimizer._snapshot()[5])
+        assert all(not a.any() for a in optimizer.snapshot()[5])
     assert_bit_identical(net, weights_of(reference))
 
 

@@ -85,31 +85,25 @@ class Optimizer:
         self._best_loss = math.inf
         self._stale_epochs = 0
 
-    # -- what the compiled epoch runs --------------------------------------
-    def _rule(self) -> int:
-        raise NotImplementedError
-
-    def _coefficients(self) -> dict[str, float]:
-        return {}
-
-    def _bind(self, params: list[np.ndarray]) -> None:
-        """Slots for these parameter arrays (W0, b0, W1, b1, ...): zeros for a
-        fresh optimizer; held ones must match them, else ValueError."""
+    # -- what fit calls --------------------------------------------------------
+    def prepare(self, params: list[np.ndarray], decay: float,
+                clip_norm: float | None) -> _kernels.Update | None:
+        """The compiled step for a fit of the parameter arrays ``params`` (W0,
+        b0, W1, b1, ...: a network's padded storage) with L2's ``decay``
+        (lambda/n) and ``clip_norm``; None for plain SGD without either, which
+        the epoch folds into its GEMMs. A fresh optimizer's slots are made
+        here (zeros); held ones must have the arrays' shapes and dtype, else
+        ValueError (nothing has changed then)."""
         if not self._slots:
             self._slots = [[np.zeros_like(p) for p in params] for _ in range(self._slot_count)]
-            return
-        held = [(a.shape, a.dtype) for a in self._slots[0]]
+        held = [(a.shape, a.dtype) for a in self._slots[0]] if self._slots else None
         wanted = [(p.shape, p.dtype) for p in params]
-        if held != wanted:
+        if held is not None and held != wanted:
             raise ValueError(
                 f"optimizer: this {type(self).__name__} holds the state of a network with "
                 f"parameter arrays {_describe(held)}, not {_describe(wanted)}; "
                 "pass a new optimizer or call its reset()"
             )
-
-    def _update(self, decay: float, clip_norm: float | None) -> _kernels.Update | None:
-        """The compiled step for a fit (after ``_bind``): None for plain SGD
-        without decay or clipping, which the epoch folds into its GEMMs."""
         rule = self._rule()
         if rule == _kernels.RULE_SGD and decay == 0 and clip_norm is None:
             return None
@@ -117,21 +111,28 @@ class Optimizer:
         return _kernels.Update(rule, decay=decay, clip_norm=clip_norm or 0.0, first=first,
                                second=second, steps=self.steps, **self._coefficients())
 
+    def _rule(self) -> int:
+        raise NotImplementedError
+
+    def _coefficients(self) -> dict[str, float]:
+        return {}
+
     # -- saving and restoring (Ctrl-C, refused data) -------------------------
-    def _snapshot(self) -> tuple[Any, ...]:
+    def snapshot(self) -> tuple[Any, ...]:
+        """A copy of the training state, for ``restore``."""
         return (self.steps, self.samples_seen, self._rate_cuts, self._best_loss,
                 self._stale_epochs, [a.copy() for slot in self._slots for a in slot])
 
-    def _restore(self, saved: tuple[Any, ...]) -> None:
-        """Back to a ``_snapshot``, in place (the compiled Update holds the arrays)."""
+    def restore(self, saved: tuple[Any, ...]) -> None:
+        """Back to a ``snapshot``, in place (a compiled Update holds the arrays)."""
         (self.steps, self.samples_seen, self._rate_cuts, self._best_loss,
          self._stale_epochs, arrays) = saved
         for a, a0 in zip([a for slot in self._slots for a in slot], arrays, strict=True):
             np.copyto(a, a0)
 
     # -- the learning-rate schedules -------------------------------------------
-    def _epoch_rate(self, learning_rate: float, schedule: ScheduleName, power_t: float) -> float:
-        """The rate of the next epoch."""
+    def epoch_rate(self, learning_rate: float, schedule: ScheduleName, power_t: float) -> float:
+        """The rate of the next epoch under ``schedule``, from ``learning_rate``."""
         if schedule == "invscaling":
             return learning_rate / (self.samples_seen + 1) ** power_t
         rate = learning_rate
@@ -140,8 +141,8 @@ class Optimizer:
                 rate /= ADAPTIVE_DIVISOR
         return rate
 
-    def _end_epoch(self, loss: float, samples: int, learning_rate: float,
-                   schedule: ScheduleName, tol: float, patience: int) -> bool:
+    def end_epoch(self, loss: float, samples: int, learning_rate: float,
+                  schedule: ScheduleName, tol: float, patience: int) -> bool:
         """Count an epoch of ``samples`` whose loss was ``loss``; True when the
         adaptive schedule ends training (its rate at the floor)."""
         self.samples_seen += samples
@@ -151,7 +152,7 @@ class Optimizer:
         self._best_loss = min(self._best_loss, loss)
         if self._stale_epochs <= patience:
             return False
-        if self._epoch_rate(learning_rate, schedule, 0.0) <= ADAPTIVE_FLOOR:
+        if self.epoch_rate(learning_rate, schedule, 0.0) <= ADAPTIVE_FLOOR:
             return True
         self._rate_cuts += 1
         self._stale_epochs = 0

@@ -190,8 +190,7 @@ def fit(net: Trainable, X: Any, y: Any, *, epochs: int, batch_size: int,
     n = len(Xa)
     weights, biases, n_outs, acts_codes = net.kernel_layers
     params = [p for pair in zip(weights, biases, strict=True) for p in pair]  # W0, b0, W1, ...
-    opt._bind(params)  # refuses an optimizer holding another network's state
-    update = opt._update(l2 / n, clip)
+    update = opt.prepare(params, l2 / n, clip)  # refuses another network's optimizer
     batch = min(batch_size, n)
     trainer = _kernels.Trainer(
         [W.shape[0] for W in weights], [W.shape[1] for W in weights],  # n_in, padded n_out
@@ -201,7 +200,7 @@ def fit(net: Trainable, X: Any, y: Any, *, epochs: int, batch_size: int,
     if val is not None:
         history.update(val_loss=[], val_accuracy=[])
     start = [p.copy() for p in params]
-    opt_start = opt._snapshot()
+    opt_start = opt.snapshot()
     epoch_start = [p.copy() for p in start]  # for Ctrl-C (one copy of the weights an epoch)
     opt_epoch_start = opt_start
     order = np.arange(n, dtype=np.int64)
@@ -211,21 +210,21 @@ def fit(net: Trainable, X: Any, y: Any, *, epochs: int, batch_size: int,
         if epoch:
             for saved, p in zip(epoch_start, params, strict=True):
                 np.copyto(saved, p)
-            opt_epoch_start = opt._snapshot()
+            opt_epoch_start = opt.snapshot()
         if update is not None:
             update.steps = opt.steps
-        rate = opt._epoch_rate(lr, schedule, power_t)
+        rate = opt.epoch_rate(lr, schedule, power_t)
         try:
             total, hits = trainer.epoch(weights, biases, n_outs, acts_codes, Xa, Y, order, rate,
                                         loss_code, update)
         except BaseException:  # KeyboardInterrupt between mini-batches: undo the part-epoch
             for saved, p in zip(epoch_start, params, strict=True):
                 p[...] = saved
-            opt._restore(opt_epoch_start)
+            opt.restore(opt_epoch_start)
             raise
         opt.steps += -(-n // batch)
         if not (np.isfinite(total) and all(np.isfinite(p).all() for p in params)):
-            opt._restore(opt_start)
+            opt.restore(opt_start)
             _refuse_non_finite(Xa, params, start, epoch)
         history["loss"].append(total / n)
         history["accuracy"].append(hits / n)
@@ -236,7 +235,7 @@ def fit(net: Trainable, X: Any, y: Any, *, epochs: int, batch_size: int,
             history["val_accuracy"].append(float(np.mean(decide(a) == val_labels)))
         if verbose:
             progress.set_postfix({k: f"{v[-1]:.4f}" for k, v in history.items()})
-        if opt._end_epoch(history["loss"][-1], n, lr, schedule, tol, patience):
+        if opt.end_epoch(history["loss"][-1], n, lr, schedule, tol, patience):
             break
     return history
 
