@@ -6,9 +6,10 @@ schedules of ``fit`` (:mod:`dlfr.optimizers`, the compiled optimizer step).
   against every spelling of "plain SGD".
 * Momentum, Nesterov and Adam, with and without L2 and clipping, under every
   schedule, follow ``optimizer_twin`` below (plain NumPy backpropagation in
-  float64 and scikit-learn's update formulas, written out here) over a few
-  hundred steps, at every SIMD level; the twin's rules are checked against
-  scikit-learn's own optimizer classes.
+  float64, with test_training's loss and derivatives, and scikit-learn's
+  update formulas, written out here) over a few hundred steps, at every SIMD
+  level; the twin's rules are checked against scikit-learn's own optimizer
+  classes.
 * L2's gradient against finite differences of the regularised loss; the
   clipped step's length; the schedules against scikit-learn's formulas.
 * The optimizer's state: kept across epochs and (for an object) across fit
@@ -25,6 +26,7 @@ import signal
 import numpy as np
 import pytest
 from conftest import DTYPES, dtype_id
+from test_training import assert_bit_identical, assert_weights, cost, derivative, weights_of
 
 import dlfr
 from dlfr import Network, _kernels
@@ -48,27 +50,6 @@ RULES = {  # fit's optimizer argument -> the twin's rule and coefficients
 # ---- the plain-NumPy twin ----------------------------------------------------------
 
 
-def derivative(activation, a):
-    """f'(z) from the output a = f(z)."""
-    if activation == "sigmoid":
-        return a * (1 - a)
-    if activation == "tanh":
-        return 1 - a * a
-    if activation == "relu":
-        return (a > 0).astype(a.dtype)
-    assert activation in ("identity", "softmax")  # softmax: with cross-entropy only
-    return np.ones_like(a)
-
-
-def data_cost(a, Y, loss, output):
-    """The documented loss summed over the rows."""
-    if loss == "mse":
-        return 0.5 * np.sum((a - Y) ** 2)
-    if output == "softmax":
-        return -np.sum(Y * np.log(a))
-    return -np.sum(Y * np.log(a) + (1 - Y) * np.log(1 - a))
-
-
 def gradients(Ws, bs, acts, Xb, Yb, loss, l2, n):
     """The batch's mean gradient of the regularised cost, and its summed data cost."""
     outs = ref.forward(Xb, Ws, bs, acts, return_all=True)
@@ -83,7 +64,7 @@ def gradients(Ws, bs, acts, Xb, Yb, loss, l2, n):
         gb[layer] = delta.sum(axis=0) / m
         if layer:
             delta = (delta @ Ws[layer].T) * derivative(acts[layer - 1], inputs)
-    return gW, gb, data_cost(a, Yb, loss, acts[-1])
+    return gW, gb, cost(a, Yb, loss, acts[-1])
 
 
 class TwinRule:
@@ -169,21 +150,6 @@ def problem(sizes, output, dtype, n, seed=0):
     y = rng.integers(0, max(sizes[-1], 2), n)
     Y = y.reshape(-1, 1) if sizes[-1] == 1 else dlfr.datasets.one_hot(y, sizes[-1])
     return X, y, np.asarray(Y, np.float64)
-
-
-def assert_weights(net, Ws, bs, tol):
-    for layer, W, b in zip(net.layers, Ws, bs, strict=True):
-        np.testing.assert_allclose(layer.W, W, **tol)
-        np.testing.assert_allclose(layer.b, b, **tol)
-
-
-def weights_of(net):
-    return [(layer.W.copy(), layer.b.copy()) for layer in net.layers]
-
-
-def assert_bit_identical(net, saved):
-    for layer, (W, b) in zip(net.layers, saved, strict=True):
-        assert np.array_equal(layer.W, W) and np.array_equal(layer.b, b)
 
 
 def test_twin_rules_are_scikit_learns():
@@ -358,7 +324,7 @@ FD_STEP = 1e-4
 
 def regularised_cost(X, Y, Ws, bs, acts, loss, l2, n):
     a = ref.forward(X, Ws, bs, acts)
-    return data_cost(a, Y, loss, acts[-1]) / len(X) + l2 / (2 * n) * sum(
+    return cost(a, Y, loss, acts[-1]) / len(X) + l2 / (2 * n) * sum(
         np.sum(W ** 2) for W in Ws)
 
 
@@ -419,7 +385,7 @@ def test_validation_loss_includes_l2():
     Y = dlfr.datasets.one_hot(y[:10], 3, dtype="float64")
     penalty = 3.0 / (2 * 30) * sum(np.sum(layer.W ** 2) for layer in net.layers)
     np.testing.assert_allclose(history["val_loss"][-1],
-                               data_cost(a, Y, "mse", "sigmoid") / 10 + penalty, rtol=1e-12)
+                               cost(a, Y, "mse", "sigmoid") / 10 + penalty, rtol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)

@@ -1312,25 +1312,21 @@ void FN(optimizer_step)(REAL *p, REAL *grad, REAL *s1, REAL *s2, ptrdiff_t n,
         }
         break;
     case DLFR_RULE_MOMENTUM:
+    case DLFR_RULE_NESTEROV: {
+        /* p += a v - c g: the velocity itself (a = 1, c = 0, exactly v), or
+         * Nesterov's look ahead along it (a = momentum, c = lr) */
+        const int nesterov = step->rule == DLFR_RULE_NESTEROV;
+        const REAL a = nesterov ? mu : 1, c = nesterov ? lr : 0;
         SIMD_LOOP
         for (ptrdiff_t i = 0; i < n; i++) {
             REAL g = scale * (grad[i] + decay * p[i]);
             REAL v = mu * s1[i] - lr * g;
             s1[i] = v;
-            p[i] = p[i] + v;
+            p[i] = p[i] + (a * v - c * g);
             grad[i] = 0;
         }
         break;
-    case DLFR_RULE_NESTEROV:
-        SIMD_LOOP
-        for (ptrdiff_t i = 0; i < n; i++) {
-            REAL g = scale * (grad[i] + decay * p[i]);
-            REAL v = mu * s1[i] - lr * g;
-            s1[i] = v;
-            p[i] = p[i] + (mu * v - lr * g);
-            grad[i] = 0;
-        }
-        break;
+    }
     case DLFR_RULE_ADAM:
         FN(adam_step)(p, grad, s1, s2, n, step);
         break;
