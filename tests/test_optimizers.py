@@ -50,13 +50,20 @@ RULES = {  # fit's optimizer argument -> the twin's rule and coefficients
 # ---- the plain-NumPy twin ----------------------------------------------------------
 
 
-def gradients(Ws, bs, acts, Xb, Yb, loss, l2, n):
-    """The batch's mean gradient of the regularised cost, and its summed data cost."""
+def gradients(Ws, bs, acts, Xb, Yb, loss, l2, n, wb=None):
+    """The batch's mean gradient of the regularised cost, and its summed data
+    cost; with row weights wb, the weighted mean and the weighted sum."""
     outs = ref.forward(Xb, Ws, bs, acts, return_all=True)
-    a, m = outs[-1], len(Xb)
+    a, m = outs[-1], len(Xb) if wb is None else wb.sum()
     delta = a - Yb
     if loss == "mse":
         delta = delta * derivative(acts[-1], a)
+    if wb is not None:
+        delta = delta * wb[:, None]
+        data_cost = sum(w * cost(a[r:r + 1], Yb[r:r + 1], loss, acts[-1])
+                        for r, w in enumerate(wb))
+    else:
+        data_cost = cost(a, Yb, loss, acts[-1])
     gW, gb = [None] * len(Ws), [None] * len(Ws)
     for layer in range(len(Ws) - 1, -1, -1):
         inputs = outs[layer - 1] if layer else Xb
@@ -64,7 +71,7 @@ def gradients(Ws, bs, acts, Xb, Yb, loss, l2, n):
         gb[layer] = delta.sum(axis=0) / m
         if layer:
             delta = (delta @ Ws[layer].T) * derivative(acts[layer - 1], inputs)
-    return gW, gb, cost(a, Yb, loss, acts[-1])
+    return gW, gb, data_cost
 
 
 class TwinRule:
@@ -96,18 +103,21 @@ class TwinRule:
 
 
 def optimizer_twin(net, X, Y, *, epochs, batch_size, learning_rate, loss, rule="sgd", l2=0.0,
-                   clip_norm=None, lr_schedule="constant", power_t=0.5, tol=1e-4, patience=10,
-                   **coefficients):
+                   clip_norm=None, lr_schedule="constant", power_t=0.5, min_delta=1e-4,
+                   patience=10, sample_weight=None, **coefficients):
     """Mini-batch training in plain NumPy (float64), rows in order, as fit defines it.
 
     Returns the weights, biases and the history's "loss" (with L2's term)
-    and the rate of each epoch.
+    and the rate of each epoch. With ``sample_weight`` each batch's gradient
+    is the weighted mean and a batch of zero weights takes no step.
     """
     Ws = [layer.W.astype(np.float64) for layer in net.layers]
     bs = [layer.b.astype(np.float64) for layer in net.layers]
     acts = [layer.activation for layer in net.layers]
     X, Y = np.asarray(X, np.float64), np.asarray(Y, np.float64)
     n = len(X)
+    w = None if sample_weight is None else np.asarray(sample_weight, np.float64)
+    total_weight = n if w is None else w.sum()
     twin = TwinRule(rule, Ws + bs, **coefficients)
     losses, rates = [], []
     seen, best, stale, rate = 0, math.inf, 0, learning_rate
@@ -118,8 +128,12 @@ def optimizer_twin(net, X, Y, *, epochs, batch_size, learning_rate, loss, rule="
         total = 0.0
         for start in range(0, n, batch_size):
             Xb, Yb = X[start:start + batch_size], Y[start:start + batch_size]
-            gW, gb, cost = gradients(Ws, bs, acts, Xb, Yb, loss, l2, n)
-            total += cost + len(Xb) * l2 / (2 * n) * sum(np.sum(W ** 2) for W in Ws)
+            wb = None if w is None else w[start:start + batch_size]
+            if wb is not None and not wb.any():
+                continue
+            rows = len(Xb) if wb is None else wb.sum()
+            gW, gb, cost = gradients(Ws, bs, acts, Xb, Yb, loss, l2, n, wb)
+            total += cost + rows * l2 / (2 * n) * sum(np.sum(W ** 2) for W in Ws)
             grads = gW + gb
             if clip_norm is not None:
                 norm = math.sqrt(sum(np.sum(g ** 2) for g in grads))
@@ -128,12 +142,12 @@ def optimizer_twin(net, X, Y, *, epochs, batch_size, learning_rate, loss, rule="
             steps = twin.updates(grads, rate)
             Ws = [W + d for W, d in zip(Ws, steps[:len(Ws)], strict=True)]
             bs = [b + d for b, d in zip(bs, steps[len(Ws):], strict=True)]
-        losses.append(total / n)
+        losses.append(total / total_weight)
         seen += n
-        if lr_schedule == "adaptive":  # scikit-learn's no-improvement count, trigger_stopping
-            stale = stale + 1 if losses[-1] > best - tol else 0
+        if lr_schedule == "adaptive":  # patience epochs in a row not better by min_delta
+            stale = 0 if losses[-1] < best - min_delta else stale + 1
             best = min(best, losses[-1])
-            if stale > patience:
+            if stale >= patience:
                 if rate <= 1e-6:
                     break
                 rate /= 5.0
@@ -270,7 +284,10 @@ def check_against_twin(net, X, y, Y, loss, dtype, *, epochs, learning_rate, rule
                       loss=loss, shuffle=False, optimizer=optimizer, **kwargs)
     assert_weights(net, Ws, bs, TWIN_TOL[dtype])
     np.testing.assert_allclose(history["loss"], twin["loss"], **LOSS_TOL[dtype])
-    assert optimizer.steps == len(history["loss"]) * -(-N_ROWS // BATCH)
+    weights = kwargs.get("sample_weight")
+    batches = -(-N_ROWS // BATCH) if weights is None else sum(
+        1 for start in range(0, N_ROWS, BATCH) if np.any(weights[start:start + BATCH]))
+    assert optimizer.steps == len(history["loss"]) * batches
     assert optimizer.samples_seen == len(history["loss"]) * N_ROWS
     return history, twin
 
@@ -313,8 +330,41 @@ def test_adaptive_follows_the_twin_through_its_cuts(dtype):
     records its rates; some epochs must run below the first)."""
     net, X, y, Y, loss = twin_case(CASES[0], dtype)
     _, twin = check_against_twin(net, X, y, Y, loss, dtype, epochs=30, learning_rate=5.0,
-                                 lr_schedule="adaptive", tol=0.0, patience=1)
+                                 lr_schedule="adaptive", min_delta=0.0, patience=2)
     assert max(twin["rate"]) == 5.0 and min(twin["rate"]) < 5.0
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("rule", ["sgd", "momentum", "adam"])
+def test_sample_weights_follow_the_twin(simd_level, rule, dtype):
+    """Weighted means with every rule, L2 (lambda/n, n the rows) and clipping;
+    the second batch's weights are all zero: it takes no step (nor one of
+    Adam's), and the history's loss is the weighted mean."""
+    name, coefficients = RULES.get(rule, ("sgd", {}))
+    weights = np.random.default_rng(5).uniform(0.0, 3.0, N_ROWS).astype(dtype)
+    weights[BATCH:2 * BATCH] = 0
+    for kwargs in ({}, {"l2": 0.5, "clip_norm": 0.3}):
+        net, X, y, Y, loss = twin_case(CASES[0], dtype)
+        check_against_twin(net, X, y, Y, loss, dtype, epochs=12, learning_rate=0.05, rule=name,
+                           coefficients=coefficients, sample_weight=weights, **kwargs)
+
+
+def test_weights_of_ones_train_an_optimizer_as_none_bit_for_bit():
+    """And a batch of zero weights is as if it were not there (Adam's t too)."""
+    X, y, _ = problem([5, 12, 3], "sigmoid", np.float64, n=20)
+    kwargs = {"epochs": 3, "batch_size": 5, "learning_rate": 0.01, "shuffle": False}
+    plain, ones = (Network([5, 12, 3], dtype="float64", seed=0) for _ in range(2))
+    plain.fit(X, y, optimizer="adam", l2=0.3, **kwargs)
+    ones.fit(X, y, optimizer="adam", l2=0.3, sample_weight=np.ones(20), **kwargs)
+    assert_bit_identical(ones, weights_of(plain))
+    keep = np.r_[0:5, 10:20]
+    gapped, short = (Network([5, 12, 3], dtype="float64", seed=0) for _ in range(2))
+    skipped, taken = Adam(), Adam()
+    gapped.fit(X, y, optimizer=skipped, sample_weight=np.isin(np.arange(20), keep) * 1.0,
+               **kwargs)
+    short.fit(X[keep], y[keep], optimizer=taken, **kwargs)
+    assert skipped.steps == taken.steps == 9
+    assert_bit_identical(gapped, weights_of(short))
 
 
 # ---- L2 and clipping against their definitions ---------------------------------------
@@ -435,18 +485,20 @@ def test_invscaling_rate_is_scikit_learns():
 def test_adaptive_rate_is_scikit_learns():
     """Losses whose improvements stall: the count, the cuts by 5 and the stop
     as scikit-learn's MLP counts (tol, n_iter_no_change) and its
-    SGDOptimizer.trigger_stopping acts."""
+    SGDOptimizer.trigger_stopping acts, with tol = min_delta and
+    n_iter_no_change = patience - 1."""
     optimizers = pytest.importorskip("sklearn.neural_network._stochastic_optimizers")
     rng = np.random.default_rng(0)
     losses = np.concatenate([np.linspace(1.0, 0.5, 5), 0.5 + rng.uniform(-1e-5, 1e-3, 60)])
-    tol, patience, lr = 1e-4, 3, 3e-5
+    tol, patience, lr = 1e-4, 4, 3e-5
+    n_iter_no_change = patience - 1  # scikit-learn acts after n_iter_no_change + 1 epochs
     sk = optimizers.SGDOptimizer([np.zeros(2)], lr, lr_schedule="adaptive")
     best, count, sk_rates, sk_stop = math.inf, 0, [], None
     for epoch, loss in enumerate(losses):  # _fit_stochastic's loop
         sk_rates.append(sk.learning_rate)
         count = count + 1 if loss > best - tol else 0
         best = min(best, loss)
-        if count > patience:
+        if count > n_iter_no_change:
             if sk.trigger_stopping("", False):
                 sk_stop = epoch
                 break
@@ -464,12 +516,29 @@ def test_adaptive_rate_is_scikit_learns():
 
 def test_adaptive_stops_training_at_the_floor():
     """A rate of 1e-6 that cannot improve: the third epoch ends training (the
-    first sets the best, then two without improvement exceed patience 1)."""
+    first sets the best, then two without improvement make patience 2)."""
     X, y, _ = problem([4, 5, 2], "sigmoid", np.float64, n=20)
     history = Network([4, 5, 2], dtype="float64", seed=0).fit(
-        X, y, epochs=50, batch_size=5, learning_rate=1e-6, lr_schedule="adaptive", tol=10.0,
-        patience=1)
-    assert len(history["loss"]) == 3
+        X, y, epochs=50, batch_size=5, learning_rate=1e-6, lr_schedule="adaptive",
+        min_delta=10.0, patience=2)
+    assert len(history["loss"]) == 3 and history.stopped_epoch == 2
+
+
+def test_with_early_stopping_a_stall_lowers_the_adaptive_rate_before_it_stops():
+    """Every epoch after the first stalls (min_delta 10): patience 1 alone
+    stops after epoch 1; the adaptive schedule cuts 1e-5 to 2e-6 and 4e-7
+    first and stops at the floor, in epoch 3, keeping the best epoch."""
+    X, y, _ = problem([4, 5, 2], "sigmoid", np.float64, n=40)
+    kwargs = {"epochs": 50, "batch_size": 5, "learning_rate": 1e-5, "early_stopping": True,
+              "validation_fraction": 0.25, "patience": 1, "min_delta": 10.0, "seed": 0}
+    alone = Network([4, 5, 2], dtype="float64", seed=0).fit(X, y, **kwargs)
+    assert alone.stopped_epoch == 1
+    optimizer = SGD()
+    history = Network([4, 5, 2], dtype="float64", seed=0).fit(
+        X, y, lr_schedule="adaptive", optimizer=optimizer, **kwargs)
+    assert history.stopped_epoch == 3 and len(history["val_loss"]) == 4
+    assert history.best_epoch == int(np.argmin(history["val_loss"]))
+    assert optimizer.epoch_rate(1e-5, "adaptive", 0.5) == 1e-5 / 5 / 5
 
 
 # ---- the optimizer's state --------------------------------------------------------
@@ -605,8 +674,8 @@ def refusals():
         pytest.param({"lr_schedule": "cosine"}, r"lr_schedule must be one of 'constant', "
                      r"'invscaling', 'adaptive'; got 'cosine'", id="schedule-unknown"),
         pytest.param({"power_t": -0.5}, r"power_t must be", id="power-t-negative"),
-        pytest.param({"tol": -1e-4}, r"tol must be", id="tol-negative"),
-        pytest.param({"tol": float("nan")}, r"tol must be", id="tol-nan"),
+        pytest.param({"min_delta": -1e-4}, r"min_delta must be", id="min-delta-negative"),
+        pytest.param({"min_delta": float("nan")}, r"min_delta must be", id="min-delta-nan"),
         pytest.param({"patience": 0}, r"patience must be a positive integer", id="patience-0"),
         pytest.param({"patience": 2.5}, r"patience must be", id="patience-float"),
         pytest.param({"clip_norm": 0.0}, r"clip_norm must be a positive finite number",

@@ -8,9 +8,11 @@ TANH: int
 RELU: int
 STEP: int
 SOFTMAX: int
+LEAKY_RELU: int
+ELU: int
+LEAKY_RELU_SLOPE: float
 PANEL: int
 CACHE_LINE: int
-NARROW_MAX: int
 FEW_ROWS_OWN: int
 THREAD_CAP: int
 SIMD_LEVELS: dict[str, int]

@@ -1,5 +1,5 @@
 """The names dlfr understands, each listed once: activations, losses, optimizers,
-learning-rate schedules, dtypes.
+learning-rate schedules, dtypes, early stopping's monitors.
 
 The ``Literal`` types give the choices to signatures, stubs and type
 checkers; the tables say what a name means to the compiled kernels (its code,
@@ -17,10 +17,13 @@ import numpy as np
 
 from . import _kernels
 
-ActivationName = Literal["identity", "sigmoid", "tanh", "relu", "step", "softmax"]
+ActivationName = Literal[
+    "identity", "sigmoid", "tanh", "relu", "step", "softmax", "leaky_relu", "elu"]
 LossName = Literal["mse", "cross_entropy"]
 OptimizerName = Literal["sgd", "momentum", "nesterov", "adam"]
 ScheduleName = Literal["constant", "invscaling", "adaptive"]
+#: What early stopping watches: a history key, measured after each epoch.
+MonitorName = Literal["val_loss", "val_accuracy"]
 DTypeName = Literal["float32", "float64"]
 #: A dtype argument: a name, or the NumPy dtype or scalar type it names.
 DTypeSpec = DTypeName | np.dtype[Any] | type[np.float32] | type[np.float64]
@@ -35,7 +38,14 @@ ACTIVATION_CODES: dict[ActivationName, int] = {
     "relu": _kernels.RELU,
     "step": _kernels.STEP,
     "softmax": _kernels.SOFTMAX,
+    "leaky_relu": _kernels.LEAKY_RELU,
+    "elu": _kernels.ELU,
 }
+#: leaky_relu's slope below 0 (PyTorch's default; the kernels take it in the
+#: dtype's precision: float32(0.01) in float32).
+LEAKY_RELU_SLOPE: float = _kernels.LEAKY_RELU_SLOPE
+#: elu's alpha: e^z - 1 below 0, so its derivative is the output + 1 there.
+ELU_ALPHA = 1.0
 #: What backpropagation trains in a hidden layer: not the step (it has no
 #: gradient; dlfr.Perceptron learns it), not softmax (it normalises an output).
 TRAINABLE_HIDDEN: tuple[ActivationName, ...] = tuple(
@@ -57,6 +67,8 @@ LOSS_CODES: dict[LossName, int] = {
 OPTIMIZERS: tuple[OptimizerName, ...] = get_args(OptimizerName)
 #: Every learning-rate schedule (scikit-learn's ``learning_rate`` choices).
 SCHEDULES: tuple[ScheduleName, ...] = get_args(ScheduleName)
+#: Every metric early stopping can watch.
+MONITORS: tuple[MonitorName, ...] = get_args(MonitorName)
 
 #: Dtype name -> the NumPy dtype (native byte order) of weights and arithmetic.
 DTYPES: dict[DTypeName, np.dtype] = {

@@ -25,8 +25,10 @@ from ._names import ActivationName
 __all__ = [
     "ACTIVATIONS",
     "dense",
+    "elu",
     "forward",
     "identity",
+    "leaky_relu",
     "plain_dense_sigmoid",
     "plain_forward",
     "plain_sigmoid",
@@ -118,6 +120,22 @@ def relu(z) -> np.ndarray:
     return np.where(z < 0, z.dtype.type(0), z)
 
 
+def leaky_relu(z) -> np.ndarray:
+    """Leaky rectifier: ``slope * z`` where ``z < 0`` (slope 0.01, in z's dtype), else `z`."""
+    z = _as_float(z)
+    return np.where(z < 0, z * z.dtype.type(_names.LEAKY_RELU_SLOPE), z)
+
+
+def elu(z) -> np.ndarray:
+    """Exponential linear unit, alpha 1: ``expm1(z)`` where ``z < 0``, else `z`.
+
+    -inf gives -1; NaN stays NaN (``expm1`` only ever sees ``min(z, 0)``, so
+    large `z` does not overflow it).
+    """
+    z = _as_float(z)
+    return np.where(z < 0, np.expm1(np.minimum(z, z.dtype.type(0))), z)
+
+
 def identity(z) -> np.ndarray:
     """Identity (a linear layer): a float copy of `z`."""
     return _as_float(z).copy()
@@ -206,10 +224,22 @@ def plain_dense_sigmoid(X, W, b) -> np.ndarray:
         return 1 / (1 + np.exp(-(X @ W + b)))
 
 
-def plain_forward(X, weights: Sequence[np.ndarray], biases: Sequence[np.ndarray]) -> np.ndarray:
-    """The naive sigmoid network: ``a = 1 / (1 + np.exp(-(a @ W + b)))`` layer by layer."""
+def plain_forward(
+    X,
+    weights: Sequence[np.ndarray],
+    biases: Sequence[np.ndarray],
+    activations: Sequence[ActivationName] | None = None,
+) -> np.ndarray:
+    """The naive network: ``a = 1 / (1 + np.exp(-(a @ W + b)))`` layer by layer.
+
+    ``activations`` (one name per layer; default sigmoid for all) gives a layer
+    another activation, computed as :data:`ACTIVATIONS` computes it.
+    """
+    if activations is None:
+        activations = ["sigmoid"] * len(weights)
     a = X
     with np.errstate(over="ignore"):  # exp(-z) overflowing to inf gives the right 0
-        for W, b in zip(weights, biases, strict=True):
-            a = 1 / (1 + np.exp(-(a @ W + b)))
+        for W, b, name in zip(weights, biases, activations, strict=True):
+            z = a @ W + b
+            a = 1 / (1 + np.exp(-z)) if name == "sigmoid" else ACTIVATIONS[name](z)
     return a

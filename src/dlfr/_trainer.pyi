@@ -1,4 +1,5 @@
-# Type stubs for dlfr._trainer (see _trainer.pyx): an epoch of mini-batch gradient descent.
+# Type stubs for dlfr._trainer (see _trainer.pyx): an epoch of mini-batch gradient
+# descent (optionally with per-sample weights).
 import numpy as np
 import numpy.typing as npt
 from typing_extensions import disjoint_base
@@ -65,4 +66,5 @@ class Trainer:
         learning_rate: float,
         loss: int,
         update: Update | None = None,
-    ) -> tuple[float, int]: ...
+        sample_weight: object = None,
+    ) -> tuple[float, float]: ...

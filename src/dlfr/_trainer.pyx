@@ -1,5 +1,6 @@
 # cython: language_level=3
-"""Training: one epoch of mini-batch gradient descent per call (``Trainer.epoch``).
+"""Training: one epoch of mini-batch gradient descent per call (``Trainer.epoch``),
+optionally with per-sample weights.
 
 The forward pass is _engine's (_layer); the backward pass and the update
 run on the C kernels through _dispatch, with the GIL released, in slices of
@@ -23,7 +24,7 @@ cimport numpy as cnp
 from ._arrays cimport _ready
 from ._chunks cimport _slice_work
 from ._dispatch cimport (_act_backward, _aligned_alloc, _aligned_free, _bias_update, _gemm,
-                         _gemm_update, _optimizer_step, _output_delta, _own_wide, _sum_squares)
+                         _gemm_update, _optimizer_step, _output_delta, _own_gemm, _sum_squares)
 from ._engine cimport MAX_LAYERS, Net, _describe, _layer, _release, _row_work
 from ._simd cimport (DLFR_CROSS_ENTROPY, DLFR_MSE, DLFR_PANEL, DLFR_RULE_ADAM,
                      DLFR_RULE_MOMENTUM, DLFR_RULE_NESTEROV, DLFR_RULE_SGD, dlfr_prefetch,
@@ -104,14 +105,15 @@ cdef void _clip(Net *net, Rule *rule, floating **GW, floating **Gb) noexcept nog
 
 
 cdef double _step_layer(Net *net, Rule *rule, int l, floating *GW, floating *Gb,
-                        Py_ssize_t m) noexcept nogil:
+                        double rows) noexcept nogil:
     """Layer l's optimizer step (zeroing its gradient); returns L2's share of
-    the batch's summed loss, m lambda/(2n) ||W||^2, at the weights before it."""
+    the batch's summed loss, rows lambda/(2n) ||W||^2, at the weights before it
+    (rows: the batch's size, or its weight sum with sample weights)."""
     cdef floating *W = <floating *>net.W[l]
     cdef Py_ssize_t size = net.n_in[l] * net.ld[l]
     cdef double penalty = 0
     if rule.decay > 0:
-        penalty = 0.5 * rule.decay * m * _sum_squares(<const floating *>W,
+        penalty = 0.5 * rule.decay * rows * _sum_squares(<const floating *>W,
                                                       <const floating *>NULL, 0, size)
     rule.step.decay = rule.decay
     _optimizer_step(W, GW, <floating *>rule.s1[2 * l], <floating *>rule.s2[2 * l], size,
@@ -123,33 +125,43 @@ cdef double _step_layer(Net *net, Rule *rule, int l, floating *GW, floating *Gb,
 
 
 cdef void _train_epoch(Net *net, floating *work, Py_ssize_t batch, const floating *X,
-                       const floating *Y, Py_ssize_t n, const int64_t *order, floating lr,
-                       int loss, Rule *rule, double *loss_sum, Py_ssize_t *correct,
-                       Py_ssize_t s_begin, Py_ssize_t s_end) noexcept nogil:
+                       const floating *Y, const floating *S, Py_ssize_t n,
+                       const int64_t *order, floating lr, int loss, Rule *rule,
+                       double *loss_sum, double *correct, Py_ssize_t s_begin,
+                       Py_ssize_t s_end) noexcept nogil:
     """The mini-batches of X[order] that start in [s_begin, s_end).
 
     ``rule`` NULL: plain SGD at rate lr, folded into the gradient GEMMs; else
     the rule's step (at rule.lr) on the materialised mean gradient.
+
+    S: the rows' sample weights, or NULL. With weights, each row's output delta
+    and cost are scaled by its weight and the gradient is divided by the
+    batch's weight sum instead of its size (a weighted mean), with or without
+    a rule; a batch whose weights are all zero is skipped (no step: Adam's
+    step count does not advance).
     """
     cdef int L = net.n_layers, l
     cdef Py_ssize_t n_in = net.n_in[0], n_out = net.n_out[L - 1]
     cdef Py_ssize_t s = s_begin, m, r, lda
     cdef floating *Xb = work
     cdef floating *Yb = Xb + _whole_panels(batch * n_in)
+    cdef floating *Sb = Yb + _whole_panels(batch * n_out)
     cdef floating *A[MAX_LAYERS]
     cdef floating *D[MAX_LAYERS]
     cdef floating *WT[MAX_LAYERS]
     cdef floating *GW[MAX_LAYERS]  # the batch's mean gradient (with an Update)
     cdef floating *Gb[MAX_LAYERS]
-    cdef floating *p = Yb + _whole_panels(batch * n_out)  # then whole panel rows: aligned too
+    cdef floating *p = Sb + _whole_panels(batch)  # then whole panel rows: aligned too
     cdef floating *W
     cdef floating *b
     cdef const floating *A_prev
     cdef const floating *X_batch
     cdef const floating *Y_batch
+    cdef const floating *S_batch
+    cdef double weight_sum
     cdef floating step, mean
     cdef dlfr_prefetch next_rows  # the next batch's input rows
-    cdef bint own_wide = _own_wide(batch)  # once per epoch (see _own_gemm)
+    cdef bint own_gemm = _own_gemm(batch)  # once per epoch
     for l in range(L):
         A[l] = p
         D[l] = p + batch * net.ld[l]
@@ -172,22 +184,36 @@ cdef void _train_epoch(Net *net, floating *work, Py_ssize_t batch, const floatin
         mean = (<floating>1) / m
         X_batch = X + order[s] * n_in
         Y_batch = Y + order[s] * n_out
+        S_batch = S + order[s] if S != NULL else NULL
         if not _consecutive(order + s, m):
             # a shuffled batch is gathered; a run of consecutive rows is used in place
             for r in range(m):
                 memcpy(&Xb[r * n_in], &X[order[s + r] * n_in], n_in * sizeof(floating))
                 memcpy(&Yb[r * n_out], &Y[order[s + r] * n_out], n_out * sizeof(floating))
+                if S != NULL:
+                    Sb[r] = S[order[s + r]]
             X_batch = Xb
             Y_batch = Yb
+            S_batch = Sb if S != NULL else NULL
+        weight_sum = m  # the batch's total weight: its size without weights
+        if S_batch != NULL:
+            weight_sum = 0
+            for r in range(m):
+                weight_sum += S_batch[r]
+            if weight_sum == 0:  # nothing to learn from; -lr / 0 would make NaN
+                s += m
+                continue
+            step = -lr / <floating>weight_sum  # the weighted mean (all ones: as -lr / m)
+            mean = (<floating>1) / <floating>weight_sum
         # forward, keeping every layer's output
         A_prev = X_batch
         lda = n_in
         for l in range(L):
-            _layer(net, l, own_wide, m, A_prev, lda, A[l], net.ld[l], False)
+            _layer(net, l, own_gemm, m, A_prev, lda, A[l], net.ld[l], False)
             A_prev = A[l]
             lda = net.ld[l]
-        loss_sum[0] += _output_delta(A[L - 1], Y_batch, D[L - 1], m, n_out, net.ld[L - 1],
-                                     net.act[L - 1], loss, correct)
+        loss_sum[0] += _output_delta(A[L - 1], Y_batch, S_batch, D[L - 1], m, n_out,
+                                     net.ld[L - 1], net.act[L - 1], loss, correct)
         if rule != NULL:
             _begin_step(rule)
         # backward: each delta goes through W^T before W takes its step
@@ -218,11 +244,11 @@ cdef void _train_epoch(Net *net, floating *work, Py_ssize_t batch, const floatin
                          net.ld[l], mean, &next_rows if l == 0 else NULL)
             _bias_update(Gb[l], D[l], m, net.n_out[l], net.ld[l], mean)
             if rule.clip_norm == 0:  # the step at once, while the gradient is in cache
-                loss_sum[0] += _step_layer(net, rule, l, GW[l], Gb[l], m)
+                loss_sum[0] += _step_layer(net, rule, l, GW[l], Gb[l], weight_sum)
         if rule != NULL and rule.clip_norm > 0:  # the whole gradient's norm first
             _clip(net, rule, GW, Gb)
             for l in range(L):
-                loss_sum[0] += _step_layer(net, rule, l, GW[l], Gb[l], m)
+                loss_sum[0] += _step_layer(net, rule, l, GW[l], Gb[l], weight_sum)
         s += m
 
 
@@ -323,6 +349,7 @@ cdef class Trainer:
         # summed in Python integers (a product too large for Py_ssize_t raises
         # OverflowError on its way into _whole_panels), as _train_epoch lays it out
         size = (_whole_panels(batch_size * n_ins[0]) + _whole_panels(batch_size * n_targets)
+                + _whole_panels(batch_size)  # the batch's sample weights
                 + sum(2 * batch_size * ld for ld in lds)
                 + sum(lds[l] * lds[l - 1] for l in range(1, len(lds)))  # W^T for backprop
                 + sum(n_in * ld + ld for n_in, ld in zip(n_ins, lds)))  # the gradient
@@ -342,8 +369,10 @@ cdef class Trainer:
         _aligned_free(self.work)
 
     def epoch(self, list weights, list biases, list n_outs, list acts, object X, object Y,
-              object order, double learning_rate, int loss, Update update=None):
-        """One epoch over X[order]; returns (summed loss, number of hits).
+              object order, double learning_rate, int loss, Update update=None,
+              object sample_weight=None):
+        """One epoch over X[order]; returns (summed loss, hits), both weighted by
+        ``sample_weight`` (one weight per row of X, the network's dtype) if given.
 
         Plain SGD at ``learning_rate`` without ``update``; with it, its rule
         (the summed loss then includes L2's penalty, each batch's at the
@@ -353,11 +382,12 @@ cdef class Trainer:
         cdef Net net
         cdef Py_buffer views[2 * MAX_LAYERS]
         cdef int held = 0, typenum = cnp.NPY_FLOAT32 if self.itemsize == 4 else cnp.NPY_FLOAT64
-        cdef double loss_sum = 0
-        cdef Py_ssize_t correct = 0, n, s = 0, step
+        cdef double loss_sum = 0, correct = 0
+        cdef Py_ssize_t n, s = 0, step
         cdef int l
         cdef void *x
         cdef void *y
+        cdef void *w = NULL
         cdef const int64_t *idx
         cdef Rule rule
         cdef Rule *rule_ptr = NULL
@@ -377,6 +407,13 @@ cdef class Trainer:
                     or cnp.PyArray_DIM(<cnp.ndarray>Y, 1) != net.n_out[net.n_layers - 1]
                     or cnp.PyArray_DIM(<cnp.ndarray>order, 0) != n):
                 raise ValueError("dlfr._kernels.Trainer: arrays do not match the network")
+            if sample_weight is not None:
+                if not (_ready(sample_weight, 1, typenum)
+                        and cnp.PyArray_DIM(<cnp.ndarray>sample_weight, 0) == n):
+                    raise ValueError("dlfr._kernels.Trainer: sample_weight must be a "
+                                     "C-contiguous native array of the network's dtype, one "
+                                     "weight per row of X")
+                w = cnp.PyArray_DATA(<cnp.ndarray>sample_weight)
             x = cnp.PyArray_DATA(<cnp.ndarray>X)
             y = cnp.PyArray_DATA(<cnp.ndarray>Y)
             idx = <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>order)
@@ -392,12 +429,14 @@ cdef class Trainer:
                 with nogil:
                     if self.itemsize == 4:
                         _train_epoch(&net, <float *>self.work, self.batch, <const float *>x,
-                                     <const float *>y, n, idx, <float>learning_rate, loss,
-                                     rule_ptr, &loss_sum, &correct, s, min(n, s + step))
+                                     <const float *>y, <const float *>w, n, idx,
+                                     <float>learning_rate, loss, rule_ptr, &loss_sum,
+                                     &correct, s, min(n, s + step))
                     else:
                         _train_epoch(&net, <double *>self.work, self.batch,
-                                     <const double *>x, <const double *>y, n, idx,
-                                     learning_rate, loss, rule_ptr, &loss_sum, &correct, s,
+                                     <const double *>x, <const double *>y, <const double *>w,
+                                     n, idx, learning_rate, loss, rule_ptr, &loss_sum,
+                                     &correct, s,
                                      min(n, s + step))
                 s += step
                 if s < n:

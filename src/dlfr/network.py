@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import numbers
 import os
+from collections.abc import Iterable
 from typing import Any, cast
 
 import numpy as np
 
 from . import _kernels, io, training
 from ._labels import decide
-from ._names import ActivationName, DTypeSpec, LossName, OptimizerName, ScheduleName
+from ._names import (
+    ActivationName,
+    DTypeSpec,
+    LossName,
+    MonitorName,
+    OptimizerName,
+    ScheduleName,
+)
 from ._validation import U8, U8_SCALE, network_input, positive_float, real_dtype, targets
 from .layers import Dense, KernelLayers, kernel_layers
 from .optimizers import Optimizer
@@ -27,7 +35,8 @@ class Network:
     activation : str
         Activation of the hidden layers (and of the output unless
         ``output_activation`` is given): "sigmoid", "tanh", "relu",
-        "identity" or "step" (``fit`` trains all but the step).
+        "leaky_relu" (slope 0.01), "elu" (alpha 1), "identity" or "step"
+        (``fit`` trains all but the step).
     output_activation : str, optional
         Activation of the last layer, e.g. "softmax" or "identity".
     dtype : "float32" or "float64"
@@ -159,7 +168,7 @@ class Network:
         ``n_threads``: None uses every core; small batches stay on one thread;
         never more than ``dlfr._kernels.THREAD_CAP`` threads (4 per processor
         the process may use), whatever is asked. Where a layer goes to BLAS
-        (over 64 units at the generic SIMD level, in calls of 8 rows or more;
+        (at the generic SIMD level, in calls of 8 rows or more;
         ``dlfr.show_config()`` tells) the network leaves the threading to BLAS
         instead (one threading runtime per call; set its threads with
         threadpoolctl). The GIL is released while the network runs.
@@ -225,19 +234,24 @@ class Network:
     def fit(self, X: Any, y: Any, epochs: int = 30, batch_size: int = 10,
             learning_rate: float = 3.0, loss: LossName = "mse", seed: Any = None,
             shuffle: bool = True, validation_data: Any = None,
-            verbose: bool = False, *, optimizer: OptimizerName | Optimizer = "sgd",
+            verbose: bool = False, *, early_stopping: bool = False,
+            monitor: MonitorName = "val_loss", patience: int = 10, min_delta: float = 1e-4,
+            validation_fraction: float | None = None,
+            callbacks: Iterable[training.Callback] = (),
+            sample_weight: Any = None, optimizer: OptimizerName | Optimizer = "sgd",
             l2: float = 0.0, lr_schedule: ScheduleName = "constant", power_t: float = 0.5,
-            tol: float = 1e-4, patience: int = 10,
-            clip_norm: float | None = None) -> dict[str, list[float]]:
+            clip_norm: float | None = None) -> training.History:
         """Train by mini-batch gradient descent with backpropagation (plain SGD
         unless ``optimizer`` says otherwise; Adam's usual learning_rate is
         0.001); see dlfr.training.fit and dlfr.optimizers."""
         return training.fit(self, X, y, epochs=epochs, batch_size=batch_size,
                             learning_rate=learning_rate, loss=loss, seed=seed,
                             shuffle=shuffle, validation_data=validation_data,
-                            verbose=verbose, optimizer=optimizer, l2=l2,
-                            lr_schedule=lr_schedule, power_t=power_t, tol=tol,
-                            patience=patience, clip_norm=clip_norm)
+                            verbose=verbose, early_stopping=early_stopping, monitor=monitor,
+                            patience=patience, min_delta=min_delta,
+                            validation_fraction=validation_fraction, callbacks=callbacks,
+                            sample_weight=sample_weight, optimizer=optimizer, l2=l2,
+                            lr_schedule=lr_schedule, power_t=power_t, clip_norm=clip_norm)
 
     # -- files --------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> None:

@@ -39,11 +39,15 @@ Schedules (``fit``'s ``lr_schedule``), as scikit-learn's MLP defines its
 * "constant": ``lr`` every epoch.
 * "invscaling": ``lr / (t + 1)^power_t``, t the samples trained on before
   the epoch (so the first epoch of a fresh optimizer runs at ``lr``).
-* "adaptive": ``lr`` while the epoch's loss keeps falling. An epoch whose
-  loss is not below the best so far by ``tol`` counts as one without
-  improvement; when more than ``patience`` of them come in a row, the rate
-  is divided by 5 (and the count starts again), unless it is 1e-6 or less
-  already: then training stops.
+* "adaptive": ``lr`` while the watched value keeps falling (``fit``'s
+  training loss, or with early stopping the monitored validation value,
+  accuracy negated). An epoch whose value is not below the best so far by
+  more than ``min_delta`` counts as one without improvement; after
+  ``patience`` of them in a row, the rate is divided by 5 (and the count
+  starts again), unless it is 1e-6 or less already: then training stops.
+  ``patience`` and ``min_delta`` are ``fit``'s, counted as early stopping
+  counts; scikit-learn's ``n_iter_no_change`` acts after one epoch more
+  (n_iter_no_change = patience - 1, ``tol`` = min_delta).
 """
 
 from __future__ import annotations
@@ -141,16 +145,18 @@ class Optimizer:
                 rate /= ADAPTIVE_DIVISOR
         return rate
 
-    def end_epoch(self, loss: float, samples: int, learning_rate: float,
-                  schedule: ScheduleName, tol: float, patience: int) -> bool:
-        """Count an epoch of ``samples`` whose loss was ``loss``; True when the
-        adaptive schedule ends training (its rate at the floor)."""
+    def end_epoch(self, score: float, samples: int, learning_rate: float,
+                  schedule: ScheduleName, min_delta: float, patience: int) -> bool:
+        """Count an epoch of ``samples`` whose watched value (lower is better)
+        was ``score``; True when the adaptive schedule ends training (its
+        rate at the floor)."""
         self.samples_seen += samples
         if schedule != "adaptive":
             return False
-        self._stale_epochs = self._stale_epochs + 1 if loss > self._best_loss - tol else 0
-        self._best_loss = min(self._best_loss, loss)
-        if self._stale_epochs <= patience:
+        improved = score < self._best_loss - min_delta
+        self._stale_epochs = 0 if improved else self._stale_epochs + 1
+        self._best_loss = min(self._best_loss, score)
+        if self._stale_epochs < patience:
             return False
         if self.epoch_rate(learning_rate, schedule, 0.0) <= ADAPTIVE_FLOOR:
             return True
