@@ -172,6 +172,30 @@ def test_train_early_stopping_keeps_the_best_epoch(tmp_path: Path, data: Path) -
     assert saved["early_stopping"] is True and saved["patience"] == 2
 
 
+def test_train_optimizer_and_l2_are_fit_s(tmp_path: Path, data: Path) -> None:
+    """dlfr train --optimizer adam --l2 trains exactly what fit does with them."""
+    proc = run("train", "--sizes", "6,5,3", "--data", data, "--epochs", "3",
+               "--learning-rate", "0.01", "--optimizer", "adam", "--l2", "0.5",
+               "--val-split", "0", "--history", "hist.json", "--out", "m.npz", cwd=tmp_path)
+    assert_ok(proc)
+    saved = json.loads((tmp_path / "hist.json").read_text())
+    assert saved["optimizer"] == "adam" and saved["l2"] == 0.5
+    with np.load(data) as f:
+        X, y = f["X"].astype(np.float32), f["y"]
+    net = dlfr.Network([6, 5, 3], seed=0)
+    net.fit(X, y, epochs=3, batch_size=10, learning_rate=0.01, seed=0, optimizer="adam",
+            l2=0.5)
+    for mine, theirs in zip(net.layers, dlfr.Network.load(tmp_path / "m.npz").layers,
+                            strict=True):
+        np.testing.assert_array_equal(mine.W, theirs.W)
+
+
+def test_train_refuses_a_negative_l2(tmp_path: Path, data: Path) -> None:
+    proc = run("train", "--sizes", "6,5,3", "--data", data, "--l2", "-1", "--out", "m.npz",
+               cwd=tmp_path)
+    assert proc.returncode == 2 and "--l2" in proc.stderr
+
+
 def test_train_early_stopping_needs_validation(tmp_path: Path, data: Path) -> None:
     proc = run("train", "--sizes", "6,5,3", "--data", data, "--early-stopping",
                "--out", "m.npz", cwd=tmp_path)

@@ -16,6 +16,7 @@ from .. import _names
 ACTIVATIONS = _names.TRAINABLE_HIDDEN
 OUTPUT_ACTIVATIONS = _names.TRAINABLE_OUTPUT
 LOSSES = _names.LOSSES
+OPTIMIZERS = _names.OPTIMIZERS
 DTYPES = tuple(_names.DTYPES)
 
 
@@ -62,6 +63,13 @@ def positive_float(text: str) -> float:
     value = _float(text)
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = _float(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
     return value
 
 

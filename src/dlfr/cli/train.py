@@ -1,4 +1,4 @@
-"""``dlfr train``: train a network by mini-batch SGD and save it."""
+"""``dlfr train``: train a network by mini-batch gradient descent and save it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from .._names import ActivationName, DTypeName, LossName
+from .._names import ActivationName, DTypeName, LossName, OptimizerName
 from .._validation import targets
 from ..network import Network
 from ..training import History
@@ -19,10 +19,12 @@ from .options import (
     ACTIVATIONS,
     DTYPES,
     LOSSES,
+    OPTIMIZERS,
     OUTPUT_ACTIVATIONS,
     add_no_progress,
     fraction,
     layer_sizes,
+    non_negative_float,
     positive_float,
     positive_int,
     progress_wanted,
@@ -32,8 +34,9 @@ from .options import (
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train", help="train a network and save it",
-        description="Train by mini-batch SGD. Data: the bundled digits (default), a folder of "
-        "MNIST IDX files, an .npz holding X and y, or X (.npy, .csv, IDX) with --labels.",
+        description="Train by mini-batch gradient descent (SGD, momentum, Adam). Data: the "
+        "bundled digits (default), a folder of MNIST IDX files, an .npz holding X and y, or X "
+        "(.npy, .csv, IDX) with --labels.",
     )
     p.add_argument("--sizes", type=layer_sizes, default=[784, 16, 10], metavar="N,N,...",
                    help="layer sizes, input first (default 784,16,10)")
@@ -61,6 +64,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--val-split", type=fraction, default=None, metavar="F",
                    help="hold out the last fraction F for validation "
                    "(default 0.2 for the bundled digits, else 0)")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd",
+                   help="update rule: sgd, momentum or nesterov (momentum 0.9), adam "
+                   "(scikit-learn's defaults; give it a small --learning-rate, e.g. 0.001) "
+                   "(default sgd)")
+    p.add_argument("--l2", type=non_negative_float, default=0.0, metavar="LAMBDA",
+                   help="L2 weight decay: lambda/n * W added to W's gradient, n the training "
+                   "samples (default 0)")
     p.add_argument("--early-stopping", action="store_true",
                    help="stop when the validation loss has not improved for --patience "
                    "epochs, keeping the best epoch's weights (needs --val-split)")
@@ -80,6 +90,7 @@ def _run(args: argparse.Namespace) -> None:
         dtype=args.dtype, seed=args.seed, limit=args.limit, val_split=args.val_split,
         history_path=args.history, progress=progress_wanted(args.no_progress),
         early_stopping=args.early_stopping, patience=args.patience,
+        optimizer=args.optimizer, l2=args.l2,
     )
 
 
@@ -104,6 +115,8 @@ def train(
     progress: bool = False,
     early_stopping: bool = False,
     patience: int = 10,
+    optimizer: OptimizerName = "sgd",
+    l2: float = 0.0,
 ) -> None:
     """Train a network on ``data`` (see :func:`dlfr.cli.data.training_data`), save it to
     ``out`` and, with ``history_path``, its history and recipe as JSON.
@@ -154,7 +167,7 @@ def train(
     history = net.fit(
         X, y, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, loss=loss,
         seed=seed, validation_data=validation, verbose=progress,
-        early_stopping=early_stopping, patience=patience,
+        early_stopping=early_stopping, patience=patience, optimizer=optimizer, l2=l2,
     )
     seconds = time.perf_counter() - start
     _print_history(history)
@@ -173,6 +186,7 @@ def train(
             "epochs": epochs, "batch_size": batch_size,
             "learning_rate": learning_rate, "loss": loss, "seed": seed,
             "n_train": len(X), "n_validation": n_val, "seconds": seconds,
+            "optimizer": optimizer, "l2": l2,
             "early_stopping": early_stopping, "patience": patience,
             "best_epoch": history.best_epoch, "stopped_epoch": history.stopped_epoch,
             "history": history,
