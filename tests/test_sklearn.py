@@ -378,3 +378,19 @@ def test_import_dlfr_does_not_import_scikit_learn():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "False"
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_digits_accuracy_matches_scikit_learns():
+    """Issue 17's configuration: 784-100-10, Adam, batch 32, 30 epochs on the first
+    8,000 bundled digits, scored on the last 2,000 (scikit-learn: about 0.963)."""
+    X, y = dlfr.datasets.load_mnist()
+    params = dict(hidden_layer_sizes=(100,), solver="adam", batch_size=32, max_iter=30,
+                  random_state=0)
+    ours = MLPClassifier(**params).fit(X[:8000], y[:8000])
+    theirs = neural_network.MLPClassifier(**params).fit(X[:8000], y[:8000])
+    assert ours.n_iter_ == theirs.n_iter_ == 30
+    ours_score, theirs_score = ours.score(X[8000:], y[8000:]), theirs.score(X[8000:], y[8000:])
+    assert ours_score >= 0.96
+    assert abs(ours_score - theirs_score) <= 0.005, (ours_score, theirs_score)
