@@ -14,12 +14,19 @@ seed starts from the same weights), the validation split of
 rule (``tol`` and ``n_iter_no_change`` on the training loss, or on the
 validation score with early stopping, whose best weights are restored), the
 learning-rate schedules of ``solver="sgd"`` (updated after each epoch),
-``alpha`` (L2, its gradient ``alpha * W`` divided by the mini-batch's summed
-sample weight), what ``loss_curve_`` reports (the mean loss per sample over
-the epoch plus the L2 term; for the regressor half the mean squared error
-per output), and the output layers: softmax for several classes, one
-logistic output for two (``predict_proba`` gives both columns), one logistic
-output per label for multilabel targets, identity for regression.
+what ``loss_curve_`` reports (the mean loss per sample over the epoch plus
+the L2 term; for the regressor half the mean squared error per output), and
+the output layers: softmax for several classes, one logistic output for two
+(``predict_proba`` gives both columns), one logistic output per label for
+multilabel targets, identity for regression. Without shuffling, in float64,
+both take the same steps to rounding (tests/test_sklearn.py checks it).
+
+Where they differ: the shuffling order is dlfr's own (the same
+``random_state`` gives the same run, not scikit-learn's order); ``alpha``'s
+L2 step is ``alpha * W`` divided by ``batch_size`` times the mean sample
+weight in every mini-batch, where scikit-learn divides by the batch's own
+summed weight (the same but for a last, smaller batch and uneven weights);
+with sample weights the epoch's loss is the weighted mean over the epoch.
 
 What is dlfr's: ``dtype`` (None: float32 input trains in float32, any other
 in float64, as scikit-learn computes; or force one), ``n_threads`` (of
