@@ -103,7 +103,7 @@ def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> None:
 def test_help_and_version(tmp_path: Path) -> None:
     proc = run("--help", cwd=tmp_path)
     assert_ok(proc)
-    for command in ("demo", "info", "train", "predict", "bench", "plot"):
+    for command in ("demo", "info", "train", "predict", "convert", "bench", "plot"):
         assert command in proc.stdout
     proc = run("--version", cwd=tmp_path)
     assert_ok(proc)

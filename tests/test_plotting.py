@@ -78,7 +78,10 @@ def test_bench_figure(figure_class: type) -> None:
     (ax,) = fig.axes
     heights = sorted(bar.get_height() for bar in ax.patches)
     assert heights == [0.0, 3e4, 4e5, 2e6]  # the untimed row drawn as nothing
-    assert "784-16-10" in ax.get_title() and "2 thread(s)" in ax.get_title()
+    assert "784-16-10 sigmoid network" in ax.get_title() and "2 thread(s)" in ax.get_title()
+    # dlfr bench --model names the model's activations
+    fig = plotting.bench_figure(dict(result, activations=["relu", "relu", "softmax"]))
+    assert "784-16-10 relu/softmax network" in fig.axes[0].get_title()
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,6 @@ STEP: int
 SOFTMAX: int
 PANEL: int
 CACHE_LINE: int
-NARROW_MAX: int
 FEW_ROWS_OWN: int
 THREAD_CAP: int
 SIMD_LEVELS: dict[str, int]

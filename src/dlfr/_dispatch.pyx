@@ -33,7 +33,6 @@ STEP = DLFR_STEP
 SOFTMAX = DLFR_SOFTMAX
 PANEL = DLFR_PANEL
 CACHE_LINE = DLFR_CACHE_LINE
-NARROW_MAX = NARROW_MAX_
 FEW_ROWS_OWN = FEW_ROWS_OWN_
 
 
@@ -97,16 +96,16 @@ def select_simd(int level):
 
 
 def gemm_wide():
-    """Whether the SIMD level in use runs layers of any width on dlfr's GEMM
-    (every level but generic); if not, layers over NARROW_MAX units use BLAS
-    in calls of FEW_ROWS_OWN rows or more.
-    (dense's widths must also be whole panels; network layers are padded so.)"""
+    """Whether the SIMD level in use runs every layer on dlfr's GEMM (every
+    level but generic); if not, layers use BLAS in calls of FEW_ROWS_OWN rows
+    or more. (dense's widths must also be whole panels; network layers are
+    padded so.)"""
     return bool(dlfr_gemm_wide())
 
 
-cdef bint _own_wide(Py_ssize_t rows) noexcept nogil:
-    """Whether a call over this many rows runs layers of every width on dlfr's
-    GEMM (see NARROW_MAX_); the caller reads it once and passes it down."""
+cdef bint _own_gemm(Py_ssize_t rows) noexcept nogil:
+    """Whether a call over this many rows runs its layers on dlfr's GEMM
+    (see FEW_ROWS_OWN_)."""
     return dlfr_gemm_wide() or rows < FEW_ROWS_OWN_
 
 
@@ -119,9 +118,8 @@ def build_info():
         "max_threads": _max_threads(),
         "simd_supported": dlfr_simd_name(dlfr_simd_supported()).decode(),
         "simd_in_use": dlfr_simd_name(dlfr_simd_level()).decode(),
-        "gemm": (("dlfr's kernels at every width" if dlfr_gemm_wide() else
-                  f"dlfr's kernels up to {NARROW_MAX_} outputs, and at every width in "
-                  f"calls of fewer than {FEW_ROWS_OWN_} rows; BLAS beyond")
+        "gemm": (("dlfr's kernels" if dlfr_gemm_wide() else
+                  f"dlfr's kernels in calls of fewer than {FEW_ROWS_OWN_} rows; BLAS beyond")
                  + f" (dense: widths in whole {DLFR_PANEL}-column panels; others BLAS)"),
     }
 
@@ -195,6 +193,16 @@ cdef void _gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating *A, Py_
         dlfr_gemm_f64(m, n, k, A, lda, B, ldb, bias, C, ldc)
 
 
+cdef void _gemm_stream(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating *A,
+                       Py_ssize_t lda, const floating *B, Py_ssize_t ldb, const floating *bias,
+                       floating *C, Py_ssize_t ldc) noexcept nogil:
+    """_gemm's sums for an A streaming from memory (see _simd.h)."""
+    if floating is float:
+        dlfr_gemm_stream_f32(m, n, k, A, lda, B, ldb, bias, C, ldc)
+    else:
+        dlfr_gemm_stream_f64(m, n, k, A, lda, B, ldb, bias, C, ldc)
+
+
 cdef void _gemm_update(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating *A,
                        Py_ssize_t lda, const floating *B, Py_ssize_t ldb, floating *C,
                        Py_ssize_t ldc, floating alpha, const dlfr_prefetch *ahead) noexcept nogil:
@@ -205,14 +213,15 @@ cdef void _gemm_update(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating 
         dlfr_gemm_update_f64(m, n, k, A, lda, B, ldb, C, ldc, alpha, ahead)
 
 
-cdef double _output_delta(const floating *A, const floating *Y, floating *D, Py_ssize_t rows,
-                          Py_ssize_t n_out, Py_ssize_t ld, int act, int loss,
-                          Py_ssize_t *hits) noexcept nogil:
-    """D = dC/dz of the output layer for each row; returns the summed cost."""
+cdef double _output_delta(const floating *A, const floating *Y, const floating *w,
+                          floating *D, Py_ssize_t rows, Py_ssize_t n_out, Py_ssize_t ld,
+                          int act, int loss, double *hits) noexcept nogil:
+    """D = w * dC/dz of the output layer for each row (w NULL: all 1); returns the
+    weighted sum of the rows' costs."""
     if floating is float:
-        return dlfr_output_delta_f32(A, Y, D, rows, n_out, ld, act, loss, hits)
+        return dlfr_output_delta_f32(A, Y, w, D, rows, n_out, ld, act, loss, hits)
     else:
-        return dlfr_output_delta_f64(A, Y, D, rows, n_out, ld, act, loss, hits)
+        return dlfr_output_delta_f64(A, Y, w, D, rows, n_out, ld, act, loss, hits)
 
 
 cdef void _act_backward(floating *D, const floating *A, Py_ssize_t rows, Py_ssize_t cols,

@@ -14,7 +14,6 @@ from ._dispatch import (
     CACHE_LINE,
     FEW_ROWS_OWN,
     IDENTITY,
-    NARROW_MAX,
     PANEL,
     RELU,
     SIGMOID,
@@ -45,7 +44,7 @@ MODULES = ("_dispatch", "_blas", "_ops", "_engine", "_trainer")
 
 __all__ = [
     "CACHE_LINE", "FEW_ROWS_OWN", "IDENTITY", "LOSS_CROSS_ENTROPY", "LOSS_MSE",
-    "MAX_NETWORK_LAYERS", "MODULES", "NARROW_MAX", "PANEL", "PARALLEL_MIN_ELEMENTS",
+    "MAX_NETWORK_LAYERS", "MODULES", "PANEL", "PARALLEL_MIN_ELEMENTS",
     "PARALLEL_MIN_ROWS", "RELU", "SIGMOID", "SIMD_LEVELS", "SOFTMAX", "STEP", "TANH",
     "THREAD_CAP", "Engine", "Trainer", "activate", "build_info", "decide_rows", "dense",
     "dense_fast", "gemm_wide", "max_threads", "select_simd", "set_blas_max_rows",

@@ -1,4 +1,5 @@
-"""The names dlfr understands, each listed once: activations, losses, dtypes.
+"""The names dlfr understands, each listed once: activations, losses, dtypes,
+early stopping's monitors.
 
 The ``Literal`` types give the choices to signatures, stubs and type
 checkers; the tables say what a name means to the compiled kernels (its code,
@@ -18,6 +19,8 @@ from . import _kernels
 
 ActivationName = Literal["identity", "sigmoid", "tanh", "relu", "step", "softmax"]
 LossName = Literal["mse", "cross_entropy"]
+#: What early stopping watches: a history key, measured after each epoch.
+MonitorName = Literal["val_loss", "val_accuracy"]
 DTypeName = Literal["float32", "float64"]
 #: A dtype argument: a name, or the NumPy dtype or scalar type it names.
 DTypeSpec = DTypeName | np.dtype[Any] | type[np.float32] | type[np.float64]
@@ -48,6 +51,9 @@ LOSS_CODES: dict[LossName, int] = {
     "mse": _kernels.LOSS_MSE,
     "cross_entropy": _kernels.LOSS_CROSS_ENTROPY,
 }
+
+#: Every metric early stopping can watch.
+MONITORS: tuple[MonitorName, ...] = get_args(MonitorName)
 
 #: Dtype name -> the NumPy dtype (native byte order) of weights and arithmetic.
 DTYPES: dict[DTypeName, np.dtype] = {

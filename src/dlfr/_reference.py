@@ -206,10 +206,22 @@ def plain_dense_sigmoid(X, W, b) -> np.ndarray:
         return 1 / (1 + np.exp(-(X @ W + b)))
 
 
-def plain_forward(X, weights: Sequence[np.ndarray], biases: Sequence[np.ndarray]) -> np.ndarray:
-    """The naive sigmoid network: ``a = 1 / (1 + np.exp(-(a @ W + b)))`` layer by layer."""
+def plain_forward(
+    X,
+    weights: Sequence[np.ndarray],
+    biases: Sequence[np.ndarray],
+    activations: Sequence[ActivationName] | None = None,
+) -> np.ndarray:
+    """The naive network: ``a = 1 / (1 + np.exp(-(a @ W + b)))`` layer by layer.
+
+    ``activations`` (one name per layer; default sigmoid for all) gives a layer
+    another activation, computed as :data:`ACTIVATIONS` computes it.
+    """
+    if activations is None:
+        activations = ["sigmoid"] * len(weights)
     a = X
     with np.errstate(over="ignore"):  # exp(-z) overflowing to inf gives the right 0
-        for W, b in zip(weights, biases, strict=True):
-            a = 1 / (1 + np.exp(-(a @ W + b)))
+        for W, b, name in zip(weights, biases, activations, strict=True):
+            z = a @ W + b
+            a = 1 / (1 + np.exp(-z)) if name == "sigmoid" else ACTIVATIONS[name](z)
     return a

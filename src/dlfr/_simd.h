@@ -118,14 +118,16 @@ void dlfr_aligned_free(void *p);
     X(REAL, S, void, act_backward,                                                 \
       (REAL *delta, const REAL *a, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t ld, int act), \
       (delta, a, rows, cols, ld, act))                                             \
-    /* Output layer of a training step: D[r, :n_out] = dC/dz from outputs A     \
-     * (stride ld) and targets Y (stride n_out); returns the summed cost and   \
-     * adds to *hits the rows whose label (first argmax, or a >= 0.5 for one    \
-     * output) is the target's. D's padding columns are left as they are.    */ \
+    /* Output layer of a training step: D[r, :n_out] = w[r] dC/dz from outputs \
+     * A (stride ld), targets Y (stride n_out) and row weights w (NULL: all 1); \
+     * returns the cost summed over the rows, each row's times w[r], and adds  \
+     * to *hits the weights of the rows whose label (first argmax, or a >= 0.5 \
+     * for one output) is the target's. D's padding columns are left as they  \
+     * are.                                                                    */ \
     X(REAL, S, double, output_delta,                                               \
-      (const REAL *A, const REAL *Y, REAL *D, ptrdiff_t rows, ptrdiff_t n_out,     \
-       ptrdiff_t ld, int act, int loss, ptrdiff_t *hits),                          \
-      (A, Y, D, rows, n_out, ld, act, loss, hits))                                 \
+      (const REAL *A, const REAL *Y, const REAL *w, REAL *D, ptrdiff_t rows,       \
+       ptrdiff_t n_out, ptrdiff_t ld, int act, int loss, double *hits),            \
+      (A, Y, w, D, rows, n_out, ld, act, loss, hits))                              \
     /* b[:cols] += alpha * (column sums of D[:rows, :cols], row stride ld). */     \
     X(REAL, S, void, bias_update,                                                  \
       (REAL *b, const REAL *D, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t ld, REAL alpha), \

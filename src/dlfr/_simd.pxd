@@ -75,12 +75,12 @@ cdef extern from "_simd.h" nogil:
                                Py_ssize_t cols, Py_ssize_t ld, int act)
     void dlfr_act_backward_f64(double *delta, const double *a, Py_ssize_t rows,
                                Py_ssize_t cols, Py_ssize_t ld, int act)
-    double dlfr_output_delta_f32(const float *A, const float *Y, float *D, Py_ssize_t rows,
-                                 Py_ssize_t n_out, Py_ssize_t ld, int act, int loss,
-                                 Py_ssize_t *hits)
-    double dlfr_output_delta_f64(const double *A, const double *Y, double *D, Py_ssize_t rows,
-                                 Py_ssize_t n_out, Py_ssize_t ld, int act, int loss,
-                                 Py_ssize_t *hits)
+    double dlfr_output_delta_f32(const float *A, const float *Y, const float *w, float *D,
+                                 Py_ssize_t rows, Py_ssize_t n_out, Py_ssize_t ld, int act,
+                                 int loss, double *hits)
+    double dlfr_output_delta_f64(const double *A, const double *Y, const double *w, double *D,
+                                 Py_ssize_t rows, Py_ssize_t n_out, Py_ssize_t ld, int act,
+                                 int loss, double *hits)
     void dlfr_bias_update_f32(float *b, const float *D, Py_ssize_t rows, Py_ssize_t cols,
                               Py_ssize_t ld, float alpha)
     void dlfr_bias_update_f64(double *b, const double *D, Py_ssize_t rows, Py_ssize_t cols,

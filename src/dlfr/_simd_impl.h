@@ -475,11 +475,10 @@ void FN(act_backward)(REAL *delta, const REAL *a, ptrdiff_t rows, ptrdiff_t cols
 
 static inline double FN(safe_log)(double x) { return log(x > DBL_MIN ? x : DBL_MIN); }
 
-double FN(output_delta)(const REAL *A, const REAL *Y, REAL *D, ptrdiff_t rows, ptrdiff_t n_out,
-                        ptrdiff_t ld, int act, int loss, ptrdiff_t *hits)
+double FN(output_delta)(const REAL *A, const REAL *Y, const REAL *w, REAL *D, ptrdiff_t rows,
+                        ptrdiff_t n_out, ptrdiff_t ld, int act, int loss, double *hits)
 {
-    double total = 0;
-    ptrdiff_t correct = 0;
+    double total = 0, correct = 0;
     for (ptrdiff_t r = 0; r < rows; r++) {
         const REAL *a = A + r * ld, *y = Y + r * n_out;
         REAL *d = D + r * ld;
@@ -493,9 +492,15 @@ double FN(output_delta)(const REAL *A, const REAL *Y, REAL *D, ptrdiff_t rows, p
         else
             for (ptrdiff_t j = 0; j < n_out; j++)
                 row -= y[j] * FN(safe_log)(a[j]) + (1 - y[j]) * FN(safe_log)(1 - (double)a[j]);
-        total += row;
+        /* a weight of 1 multiplies exactly: weights of all ones train as none */
+        REAL weight = w ? w[r] : (REAL)1;
+        if (w) {
+            SIMD_LOOP
+            for (ptrdiff_t j = 0; j < n_out; j++) d[j] *= weight;
+        }
+        total += weight * row;
         if (n_out == 1) {
-            correct += (a[0] >= (REAL)0.5) == (y[0] >= (REAL)0.5);
+            correct += (a[0] >= (REAL)0.5) == (y[0] >= (REAL)0.5) ? (double)weight : 0.0;
             continue;
         }
         /* first maxima of a and y, without data-dependent branches */
@@ -507,7 +512,7 @@ double FN(output_delta)(const REAL *A, const REAL *Y, REAL *D, ptrdiff_t rows, p
             best_y = y[j] > max_y ? j : best_y;
             max_y = y[j] > max_y ? y[j] : max_y;
         }
-        correct += best_a == best_y;
+        correct += best_a == best_y ? (double)weight : 0.0;
     }
     /* the quadratic cost also goes through the output activation */
     if (loss == DLFR_MSE) FN(act_backward)(D, A, rows, n_out, ld, act);

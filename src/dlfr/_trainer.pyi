@@ -1,4 +1,5 @@
-# Type stubs for dlfr._trainer (see _trainer.pyx): an epoch of mini-batch SGD.
+# Type stubs for dlfr._trainer (see _trainer.pyx): an epoch of mini-batch SGD
+# (optionally with per-sample weights).
 import numpy as np
 import numpy.typing as npt
 from typing_extensions import disjoint_base
@@ -24,4 +25,5 @@ class Trainer:
         order: object,
         learning_rate: float,
         loss: int,
-    ) -> tuple[float, int]: ...
+        sample_weight: object = None,
+    ) -> tuple[float, float]: ...

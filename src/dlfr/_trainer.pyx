@@ -1,5 +1,6 @@
 # cython: language_level=3
-"""Training: one epoch of mini-batch SGD per call (``Trainer.epoch``).
+"""Training: one epoch of mini-batch SGD per call (``Trainer.epoch``), optionally
+with per-sample weights.
 
 The forward pass is _engine's (_layer); the backward pass and the update
 run on the C kernels through _dispatch, with the GIL released, in slices of
@@ -17,7 +18,7 @@ cimport numpy as cnp
 from ._arrays cimport _ready
 from ._chunks cimport _slice_work
 from ._dispatch cimport (_act_backward, _aligned_alloc, _aligned_free, _bias_update, _gemm,
-                         _gemm_update, _output_delta, _own_wide)
+                         _gemm_update, _output_delta, _own_gemm)
 from ._engine cimport MAX_LAYERS, Net, _describe, _layer, _release, _row_work
 from ._simd cimport DLFR_CROSS_ENTROPY, DLFR_MSE, DLFR_PANEL, dlfr_prefetch
 
@@ -58,27 +59,36 @@ cdef inline Py_ssize_t _whole_panels(Py_ssize_t words) noexcept nogil:
     return (words + DLFR_PANEL - 1) // DLFR_PANEL * DLFR_PANEL
 
 cdef void _train_epoch(Net *net, floating *work, Py_ssize_t batch, const floating *X,
-                       const floating *Y, Py_ssize_t n, const int64_t *order, floating lr,
-                       int loss, double *loss_sum, Py_ssize_t *correct, Py_ssize_t s_begin,
-                       Py_ssize_t s_end) noexcept nogil:
-    """The mini-batches of X[order] that start in [s_begin, s_end)."""
+                       const floating *Y, const floating *S, Py_ssize_t n,
+                       const int64_t *order, floating lr, int loss, double *loss_sum,
+                       double *correct, Py_ssize_t s_begin, Py_ssize_t s_end) noexcept nogil:
+    """The mini-batches of X[order] that start in [s_begin, s_end).
+
+    S: the rows' sample weights, or NULL. With weights, each row's output delta
+    and cost are scaled by its weight and the step is divided by the batch's
+    weight sum instead of its size (a weighted mean); a batch whose weights
+    are all zero is skipped.
+    """
     cdef int L = net.n_layers, l
     cdef Py_ssize_t n_in = net.n_in[0], n_out = net.n_out[L - 1]
     cdef Py_ssize_t s = s_begin, m, r, lda
     cdef floating *Xb = work
     cdef floating *Yb = Xb + _whole_panels(batch * n_in)
+    cdef floating *Sb = Yb + _whole_panels(batch * n_out)
     cdef floating *A[MAX_LAYERS]
     cdef floating *D[MAX_LAYERS]
     cdef floating *WT[MAX_LAYERS]
-    cdef floating *p = Yb + _whole_panels(batch * n_out)  # then whole panel rows: aligned too
+    cdef floating *p = Sb + _whole_panels(batch)  # then whole panel rows: aligned too
     cdef floating *W
     cdef floating *b
     cdef const floating *A_prev
     cdef const floating *X_batch
     cdef const floating *Y_batch
+    cdef const floating *S_batch
+    cdef double weight_sum
     cdef floating step
     cdef dlfr_prefetch next_rows  # the next batch's input rows
-    cdef bint own_wide = _own_wide(batch)  # once per epoch (see _own_gemm)
+    cdef bint own_gemm = _own_gemm(batch)  # once per epoch
     for l in range(L):
         A[l] = p
         D[l] = p + batch * net.ld[l]
@@ -95,22 +105,34 @@ cdef void _train_epoch(Net *net, floating *work, Py_ssize_t batch, const floatin
         step = -lr / m  # the gradient is the mean over the mini-batch
         X_batch = X + order[s] * n_in
         Y_batch = Y + order[s] * n_out
+        S_batch = S + order[s] if S != NULL else NULL
         if not _consecutive(order + s, m):
             # a shuffled batch is gathered; a run of consecutive rows is used in place
             for r in range(m):
                 memcpy(&Xb[r * n_in], &X[order[s + r] * n_in], n_in * sizeof(floating))
                 memcpy(&Yb[r * n_out], &Y[order[s + r] * n_out], n_out * sizeof(floating))
+                if S != NULL:
+                    Sb[r] = S[order[s + r]]
             X_batch = Xb
             Y_batch = Yb
+            S_batch = Sb if S != NULL else NULL
+        if S_batch != NULL:
+            weight_sum = 0
+            for r in range(m):
+                weight_sum += S_batch[r]
+            if weight_sum == 0:  # nothing to learn from; -lr / 0 would make NaN
+                s += m
+                continue
+            step = -lr / <floating>weight_sum  # the weighted mean (all ones: as -lr / m)
         # forward, keeping every layer's output
         A_prev = X_batch
         lda = n_in
         for l in range(L):
-            _layer(net, l, own_wide, m, A_prev, lda, A[l], net.ld[l], False)
+            _layer(net, l, own_gemm, m, A_prev, lda, A[l], net.ld[l], False)
             A_prev = A[l]
             lda = net.ld[l]
-        loss_sum[0] += _output_delta(A[L - 1], Y_batch, D[L - 1], m, n_out, net.ld[L - 1],
-                                     net.act[L - 1], loss, correct)
+        loss_sum[0] += _output_delta(A[L - 1], Y_batch, S_batch, D[L - 1], m, n_out,
+                                     net.ld[L - 1], net.act[L - 1], loss, correct)
         # backward: each delta goes through W^T before W takes its step
         for l in range(L - 1, -1, -1):
             W = <floating *>net.W[l]
@@ -154,6 +176,7 @@ cdef class Trainer:
         # summed in Python integers (a product too large for Py_ssize_t raises
         # OverflowError on its way into _whole_panels), as _train_epoch lays it out
         size = (_whole_panels(batch_size * n_ins[0]) + _whole_panels(batch_size * n_targets)
+                + _whole_panels(batch_size)  # the batch's sample weights
                 + sum(2 * batch_size * ld for ld in lds)
                 + sum(lds[l] * lds[l - 1] for l in range(1, len(lds))))  # W^T for backprop
         if size * itemsize > PY_SSIZE_T_MAX:
@@ -172,8 +195,9 @@ cdef class Trainer:
         _aligned_free(self.work)
 
     def epoch(self, list weights, list biases, list n_outs, list acts, object X, object Y,
-              object order, double learning_rate, int loss):
-        """One epoch over X[order]; returns (summed loss, number of hits).
+              object order, double learning_rate, int loss, object sample_weight=None):
+        """One epoch over X[order]; returns (summed loss, hits), both weighted by
+        ``sample_weight`` (one weight per row of X, the network's dtype) if given.
 
         KeyboardInterrupt (Ctrl-C) stops it between mini-batches, leaving the
         weights of the last completed one (dlfr.training.fit restores the
@@ -181,11 +205,12 @@ cdef class Trainer:
         cdef Net net
         cdef Py_buffer views[2 * MAX_LAYERS]
         cdef int held = 0, typenum = cnp.NPY_FLOAT32 if self.itemsize == 4 else cnp.NPY_FLOAT64
-        cdef double loss_sum = 0
-        cdef Py_ssize_t correct = 0, n, s = 0, step
+        cdef double loss_sum = 0, correct = 0
+        cdef Py_ssize_t n, s = 0, step
         cdef int l
         cdef void *x
         cdef void *y
+        cdef void *w = NULL
         cdef const int64_t *idx
         try:
             _describe(&net, weights, biases, n_outs, acts, views, &held, 1)
@@ -203,6 +228,13 @@ cdef class Trainer:
                     or cnp.PyArray_DIM(<cnp.ndarray>Y, 1) != net.n_out[net.n_layers - 1]
                     or cnp.PyArray_DIM(<cnp.ndarray>order, 0) != n):
                 raise ValueError("dlfr._kernels.Trainer: arrays do not match the network")
+            if sample_weight is not None:
+                if not (_ready(sample_weight, 1, typenum)
+                        and cnp.PyArray_DIM(<cnp.ndarray>sample_weight, 0) == n):
+                    raise ValueError("dlfr._kernels.Trainer: sample_weight must be a "
+                                     "C-contiguous native array of the network's dtype, one "
+                                     "weight per row of X")
+                w = cnp.PyArray_DATA(<cnp.ndarray>sample_weight)
             x = cnp.PyArray_DATA(<cnp.ndarray>X)
             y = cnp.PyArray_DATA(<cnp.ndarray>Y)
             idx = <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>order)
@@ -215,12 +247,13 @@ cdef class Trainer:
                 with nogil:
                     if self.itemsize == 4:
                         _train_epoch(&net, <float *>self.work, self.batch, <const float *>x,
-                                     <const float *>y, n, idx, <float>learning_rate, loss,
-                                     &loss_sum, &correct, s, min(n, s + step))
+                                     <const float *>y, <const float *>w, n, idx,
+                                     <float>learning_rate, loss, &loss_sum, &correct, s,
+                                     min(n, s + step))
                     else:
                         _train_epoch(&net, <double *>self.work, self.batch,
-                                     <const double *>x, <const double *>y, n, idx,
-                                     learning_rate, loss, &loss_sum, &correct, s,
+                                     <const double *>x, <const double *>y, <const double *>w,
+                                     n, idx, learning_rate, loss, &loss_sum, &correct, s,
                                      min(n, s + step))
                 s += step
                 if s < n:

@@ -173,6 +173,55 @@ def positive_float(value: Any, name: str) -> float:
     return number
 
 
+def non_negative_float(value: Any, name: str) -> float:
+    """``value`` as a float, or ValueError unless it is a finite real number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a non-negative finite number; got {value!r}")
+    number = float(value)
+    if not (np.isfinite(number) and number >= 0):
+        raise ValueError(f"{name} must be a non-negative finite number; got {value!r}")
+    return number
+
+
+def open_fraction(value: Any, name: str) -> float:
+    """``value`` as a float, or ValueError unless it is a real number strictly
+    between 0 and 1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < float(value) < 1:
+        raise ValueError(f"{name} must be a number strictly between 0 and 1; got {value!r}")
+    return float(value)
+
+
+def flag(value: Any, name: str) -> bool:
+    """``value`` as a bool, or ValueError unless it is True or False."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False; got {value!r}")
+    return bool(value)
+
+
+def sample_weights(w: Any, n: int, dtype: np.dtype, name: str = "sample_weight") -> np.ndarray:
+    """Per-sample weights as a C-contiguous (n,) array of ``dtype``: real numbers,
+    finite, non-negative, not all zero (also after rounding to ``dtype``). A
+    refusal names the first bad weight and where it is."""
+    arr = as_ndarray(w, name)
+    refuse_non_real(name, arr.dtype, "real numbers (one weight per sample)")
+    if arr.shape != (n,):
+        raise ValueError(f"{name} must be 1-D with one weight per sample, shape ({n},); "
+                         f"got shape {arr.shape}")
+    bad = np.flatnonzero(~np.isfinite(arr) | (arr < 0))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"{name} must hold finite weights >= 0; {name}[{i}] = {arr[i].item()!r}")
+    with np.errstate(over="ignore"):  # a weight too large for float32: refused below
+        out = np.ascontiguousarray(arr, dtype=dtype)
+    bad = np.flatnonzero(~np.isfinite(out))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"{name}[{i}] = {arr[i].item()!r} is too large for {dtype}")
+    if not out.any():
+        raise ValueError(f"{name} is all zero (in {dtype}): there is nothing to train on")
+    return out if out.flags.aligned else out.copy()
+
+
 def class_labels(y: np.ndarray, name: str, n_classes: int | None, limit: str) -> np.ndarray:
     """The 1-D labels ``y`` (of a real dtype) as intp: whole numbers from 0, and
     below ``n_classes`` unless it is None. ``limit`` says where n_classes comes

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numbers
 import os
+from collections.abc import Iterable
 from typing import Any, cast
 
 import numpy as np
 
 from . import _kernels, io, training
 from ._labels import decide
-from ._names import ActivationName, DTypeSpec, LossName
+from ._names import ActivationName, DTypeSpec, LossName, MonitorName
 from ._validation import U8, U8_SCALE, network_input, positive_float, real_dtype, targets
 from .layers import Dense, KernelLayers, kernel_layers
 
@@ -158,7 +159,7 @@ class Network:
         ``n_threads``: None uses every core; small batches stay on one thread;
         never more than ``dlfr._kernels.THREAD_CAP`` threads (4 per processor
         the process may use), whatever is asked. Where a layer goes to BLAS
-        (over 64 units at the generic SIMD level, in calls of 8 rows or more;
+        (at the generic SIMD level, in calls of 8 rows or more;
         ``dlfr.show_config()`` tells) the network leaves the threading to BLAS
         instead (one threading runtime per call; set its threads with
         threadpoolctl). The GIL is released while the network runs.
@@ -224,12 +225,19 @@ class Network:
     def fit(self, X: Any, y: Any, epochs: int = 30, batch_size: int = 10,
             learning_rate: float = 3.0, loss: LossName = "mse", seed: Any = None,
             shuffle: bool = True, validation_data: Any = None,
-            verbose: bool = False) -> dict[str, list[float]]:
+            verbose: bool = False, *, early_stopping: bool = False,
+            monitor: MonitorName = "val_loss", patience: int = 10, min_delta: float = 1e-4,
+            validation_fraction: float | None = None,
+            callbacks: Iterable[training.Callback] = (),
+            sample_weight: Any = None) -> training.History:
         """Train by mini-batch SGD with backpropagation; see dlfr.training.fit."""
         return training.fit(self, X, y, epochs=epochs, batch_size=batch_size,
                             learning_rate=learning_rate, loss=loss, seed=seed,
                             shuffle=shuffle, validation_data=validation_data,
-                            verbose=verbose)
+                            verbose=verbose, early_stopping=early_stopping, monitor=monitor,
+                            patience=patience, min_delta=min_delta,
+                            validation_fraction=validation_fraction, callbacks=callbacks,
+                            sample_weight=sample_weight)
 
     # -- files --------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> None:

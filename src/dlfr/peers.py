@@ -5,6 +5,8 @@ Each ``*_runner(Ws, bs, threads)`` takes a network's weights (W of shape
 function X -> output activations. The command line's ``dlfr bench`` and the
 benchmark suites both use these, so both compare the same things. The peer
 libraries are optional and imported only when their runner is built.
+``numpy_forward`` also runs a network of other activations, and
+``onnx_session`` opens a user's own .onnx file (``dlfr bench --model``).
 """
 
 from __future__ import annotations
@@ -15,18 +17,30 @@ from typing import Any
 
 import numpy as np
 
+from ._names import ActivationName
 from ._reference import plain_forward
 
 
-def numpy_forward(Ws: Sequence[np.ndarray], bs: Sequence[np.ndarray]) -> Callable:
+def numpy_forward(Ws: Sequence[np.ndarray], bs: Sequence[np.ndarray],
+                  activations: Sequence[ActivationName] | None = None) -> Callable:
     """The plain NumPy expression, ``dlfr._reference.plain_forward``: per layer
-    1 / (1 + exp(-(X @ W + b)))."""
-    return functools.partial(plain_forward, weights=Ws, biases=bs)
+    1 / (1 + exp(-(X @ W + b))), or the layer's other activation where
+    ``activations`` names one."""
+    return functools.partial(plain_forward, weights=Ws, biases=bs, activations=activations)
+
+
+def onnx_session(model: str | bytes, threads: int) -> Any:
+    """An ONNX Runtime InferenceSession of a model (its path or bytes) on ``threads`` threads."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
 def onnx_runner(Ws: list, bs: list, threads: int) -> Callable:
     import onnx
-    import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
     elem = TensorProto.FLOAT if Ws[0].dtype == np.float32 else TensorProto.DOUBLE
@@ -48,12 +62,7 @@ def onnx_runner(Ws: list, bs: list, threads: int) -> Callable:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(
-        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
+    session = onnx_session(model.SerializeToString(), threads)
     return lambda X: session.run(None, {"X": X})[0]
 
 

@@ -221,8 +221,10 @@ def bench_figure(result: Mapping[str, Any]) -> Figure:
     ax.set_yscale("log")
     ax.set_ylim(top=max(value.values()) * 8)  # room for the legend above the bars
     ax.set(xlabel="batch size (samples per call)", ylabel="samples per second (log)")
+    # a model's own activations (dlfr bench --model), else the sigmoid network of --sizes
+    kind = "/".join(dict.fromkeys(result.get("activations") or ["sigmoid"]))
     ax.set_title(f"Inference throughput, {'-'.join(map(str, result.get('sizes', [])))} "
-                 f"sigmoid network, {result.get('dtype', '')}, {result.get('threads', '?')} "
+                 f"{kind} network, {result.get('dtype', '')}, {result.get('threads', '?')} "
                  "thread(s)")
     ax.grid(axis="y", alpha=0.3, which="both")
     ax.legend(ncols=min(len(impls), 5), fontsize=9)

@@ -1,4 +1,5 @@
-"""Training by backpropagation: losses, the mini-batch SGD loop, its history.
+"""Training by backpropagation: losses, the mini-batch SGD loop, its history,
+early stopping and callbacks.
 
 The epoch itself runs compiled (``dlfr._kernels.Trainer``): forward pass,
 output delta, deltas through W^T fused with the activation derivative, and
@@ -12,31 +13,62 @@ does not import ``dlfr.network`` (which calls it for ``Network.fit``).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import numpy as np
 
 from . import _kernels
+from ._early_stopping import EarlyStopping, split_rows
 from ._labels import decide
 from ._names import (
     LOSS_CODES,
     LOSSES,
+    MONITORS,
     TRAINABLE_HIDDEN,
     TRAINABLE_OUTPUT,
     LossName,
+    MonitorName,
     lookup,
 )
 from ._validation import (
     as_float_input,
     check_features,
     check_ndim,
+    flag,
+    non_negative_float,
+    open_fraction,
     positive_float,
     positive_int,
+    sample_weights,
     targets,
 )
 from .layers import Dense, KernelLayers
 
-__all__ = ["LOSSES", "Trainable", "fit", "loss_value"]
+__all__ = ["LOSSES", "Callback", "History", "Trainable", "fit", "loss_value"]
+
+class History(dict[str, list[float]]):
+    """What ``fit`` returns: the per-epoch lists, and where training stopped.
+
+    As a dict: "loss" and "accuracy" (running means over the epoch's
+    mini-batches, as the weights move), and with validation data
+    "val_loss" and "val_accuracy" (after the epoch), one float per epoch run.
+    Epochs are numbered from 0, as indices into these lists.
+
+    Attributes:
+        best_epoch: with early stopping, the epoch whose weights the network
+            was left with (the best value of the monitored metric); else None.
+        stopped_epoch: the last epoch run when early stopping or a callback
+            stopped training before ``epochs``; None when every epoch ran.
+    """
+
+    best_epoch: int | None = None
+    stopped_epoch: int | None = None
+
+
+#: A callback: ``cb(epoch, history)`` after each epoch (``epoch`` counts from 0);
+#: a true return value stops training.
+Callback = Callable[[int, History], bool | None]
 
 
 class Trainable(Protocol):
@@ -55,18 +87,30 @@ class Trainable(Protocol):
     def forward(self, X: Any) -> np.ndarray: ...
 
 
-def loss_value(a: np.ndarray, Y: np.ndarray, loss: LossName, softmax: bool) -> float:
-    """Mean cost over the rows: the same formulas as the compiled training loop."""
+def loss_value(a: np.ndarray, Y: np.ndarray, loss: LossName, softmax: bool,
+               sample_weight: np.ndarray | None = None) -> float:
+    """Mean cost over the rows: the same formulas as the compiled training loop
+    (with ``sample_weight``, the weighted mean)."""
     a64, y64 = a.astype(np.float64), Y.astype(np.float64)
-    if loss == "mse":
-        return float(0.5 * np.sum((a64 - y64) ** 2) / len(a))
     tiny = np.finfo(np.float64).tiny
-    if softmax:
-        return float(-np.sum(y64 * np.log(np.maximum(a64, tiny))) / len(a))
-    return float(
-        -np.sum(y64 * np.log(np.maximum(a64, tiny))
-                + (1 - y64) * np.log(np.maximum(1 - a64, tiny))) / len(a)
-    )
+    if loss == "mse":
+        costs = 0.5 * (a64 - y64) ** 2
+    elif softmax:
+        costs = -y64 * np.log(np.maximum(a64, tiny))
+    else:
+        costs = -(y64 * np.log(np.maximum(a64, tiny))
+                  + (1 - y64) * np.log(np.maximum(1 - a64, tiny)))
+    if sample_weight is None:
+        return float(np.sum(costs) / len(a))
+    return float(np.average(costs.sum(axis=1), weights=sample_weight))
+
+
+def _accuracy(a: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray | None) -> float:
+    """The (weighted) fraction of rows whose decided label is ``labels``'."""
+    hits = decide(a) == labels
+    if sample_weight is None:
+        return float(np.mean(hits))
+    return float(np.average(hits, weights=sample_weight))
 
 
 def _all_finite(X: np.ndarray) -> bool:
@@ -96,16 +140,55 @@ def _check_data(net: Trainable, X: Any, y: Any, name_x: str, name_y: str,
 
 def fit(net: Trainable, X: Any, y: Any, *, epochs: int, batch_size: int,
         learning_rate: float, loss: LossName = "mse", seed: Any = None, shuffle: bool = True,
-        validation_data: Any = None, verbose: bool = False) -> dict[str, list[float]]:
+        validation_data: Any = None, verbose: bool = False, early_stopping: bool = False,
+        monitor: MonitorName = "val_loss", patience: int = 10, min_delta: float = 1e-4,
+        validation_fraction: float | None = None, callbacks: Iterable[Callback] = (),
+        sample_weight: Any = None) -> History:
     """Mini-batch stochastic gradient descent; the gradient is averaged over each batch.
 
     Losses: "mse", C = 1/(2n) sum ||a - y||^2; "cross_entropy", with sigmoid
     outputs C = -(1/n) sum [y ln a + (1 - y) ln(1 - a)] and with softmax
     outputs C = -(1/n) sum y ln a (output delta a - y in both).
 
-    Returns the history: per epoch "loss" and "accuracy" (running means over
-    the epoch's mini-batches, as the weights move), and "val_loss" and
-    "val_accuracy" after the epoch when ``validation_data`` is given.
+    Returns the :class:`History`: per epoch "loss" and "accuracy" (running
+    means over the epoch's mini-batches, as the weights move), and
+    "val_loss" and "val_accuracy" after the epoch when there is validation
+    data; its ``best_epoch`` and ``stopped_epoch`` say where training stopped.
+    Epochs are numbered from 0.
+
+    Validation data: ``validation_data=(X_val, y_val)`` (or ``(X_val, y_val,
+    sample_weight_val)``), or ``validation_fraction``, a number in (0, 1):
+    ceil(fraction * n) rows of X carved out before training, stratified by
+    class when y holds class labels or one-hot rows (each class keeps its
+    proportion), drawn at random for other targets, chosen by ``seed``; the
+    rest is trained on. Not both.
+
+    Early stopping (``early_stopping=True``, which needs validation data)
+    watches ``monitor``, "val_loss" or "val_accuracy". An epoch improves when
+    it beats the best value so far by more than ``min_delta``; after
+    ``patience`` epochs in a row without improvement training stops. The
+    network is then (and also when every epoch ran) left with exactly the
+    weights it had after its best epoch: the one with the best value, the
+    earliest of equals.
+
+    ``callbacks``: callables ``cb(epoch, history)``, each called after every
+    epoch (after early stopping's bookkeeping) with the history so far (the
+    object fit returns); a true return value stops training after that
+    epoch. An exception from a callback propagates, the network keeping the
+    weights of the last epoch.
+
+    ``sample_weight``: one finite weight >= 0 per sample, not all zero. Each
+    mini-batch's loss and gradient are then the weighted mean over its rows
+    (sum of w_i * C_i over the sum of w_i, as scikit-learn's MLP weights
+    them): multiplying every weight by the same number changes nothing,
+    weights of all ones train exactly as none (bit for bit), and for a full
+    batch an integer weight k trains as k copies of the sample and a weight
+    of 0 as if the sample were not there (up to rounding). A mini-batch whose weights are all zero
+    takes no step. The history's "loss" and "accuracy" are weighted means
+    too, and so are "val_loss" and "val_accuracy" with weights for the
+    validation rows (carved from ``sample_weight`` by
+    ``validation_fraction``). The weights are rounded to the network's dtype.
+
     Every argument is checked before the first weight changes, except X's
     NaN and inf, which the weights show after the first epoch (they are then
     restored and the call refused). uint8 X (raw pixels) is multiplied by
@@ -135,56 +218,148 @@ def fit(net: Trainable, X: Any, y: Any, *, epochs: int, batch_size: int,
                          f"this network's output activation is {acts[-1]!r}")
     if loss == "mse" and softmax:
         raise ValueError("a softmax output trains with loss='cross_entropy', not 'mse'")
+    stopper = _early_stopping(early_stopping, monitor, patience, min_delta)
+    callbacks = _check_callbacks(callbacks)
+    fraction = None
+    if validation_fraction is not None:
+        fraction = open_fraction(validation_fraction, "validation_fraction")
+        if validation_data is not None:
+            raise ValueError("give validation_data or validation_fraction, not both")
+    if stopper is not None and validation_data is None and fraction is None:
+        raise ValueError("early_stopping=True watches a validation metric: "
+                         "give validation_data or validation_fraction")
     # X's finiteness is checked by the training itself (see _refuse_non_finite):
     # a separate pass over a large X would cost a sizeable part of an epoch.
     Xa, Y = _check_data(net, X, y, "X", "y", check_finite=False)
-    val = None
-    if validation_data is not None:
-        try:
-            Xv, yv = validation_data
-        except (TypeError, ValueError):
-            raise ValueError("validation_data must be a pair (X_val, y_val)") from None
-        val = _check_data(net, Xv, yv, "validation_data X", "validation_data y")
-        val_labels = decide(val[1])  # the targets' labels, as predict gives them
+    sw = None if sample_weight is None else sample_weights(sample_weight, len(Xa), net.dtype)
+    val = None if validation_data is None else _validation_set(net, validation_data)
     rng = np.random.default_rng(seed)
+    if fraction is not None:
+        train_rows, val_rows = split_rows(Y, fraction, rng)
+        val = _carved(Xa, Y, sw, val_rows, "validation")
+        Xa, Y, sw = _carved(Xa, Y, sw, train_rows, "training")
+    if sw is not None and not sw.all() and not _all_finite(Xa):
+        # a batch of zero weights takes no step, so its rows' NaN would not
+        # reach the weights (see _refuse_non_finite)
+        raise ValueError("X contains NaN or inf")
+    val_labels = decide(val[1]) if val is not None else np.empty(0)  # as predict gives them
     progress = _progress(epochs, verbose)
 
     n = len(Xa)
+    total_weight = n if sw is None else float(np.sum(sw, dtype=np.float64))
     weights, biases, n_outs, acts_codes = net.kernel_layers
+    params = weights + biases
     trainer = _kernels.Trainer(
         [W.shape[0] for W in weights], [W.shape[1] for W in weights],  # n_in, padded n_out
         net.sizes[-1], min(batch_size, n), net.dtype.itemsize,
     )
-    history: dict[str, list[float]] = {"loss": [], "accuracy": []}
+    history = History(loss=[], accuracy=[])
     if val is not None:
         history.update(val_loss=[], val_accuracy=[])
-    start = [p.copy() for p in weights + biases]
+    start = [p.copy() for p in params]
     epoch_start = [p.copy() for p in start]  # for Ctrl-C (one copy of the weights an epoch)
+    best: list[np.ndarray] = []  # with early stopping, the best epoch's weights
     order = np.arange(n, dtype=np.int64)
     for epoch in progress:
         if shuffle:
             order = rng.permutation(n).astype(np.int64, copy=False)
         if epoch:
-            for saved, p in zip(epoch_start, weights + biases, strict=True):
-                np.copyto(saved, p)
+            _copy(params, epoch_start)
         try:
             total, hits = trainer.epoch(weights, biases, n_outs, acts_codes, Xa, Y, order, lr,
-                                        loss_code)
+                                        loss_code, sw)
         except BaseException:  # KeyboardInterrupt between mini-batches: undo the part-epoch
-            for saved, p in zip(epoch_start, weights + biases, strict=True):
-                p[...] = saved
+            _copy(epoch_start, params)
             raise
-        if not (np.isfinite(total) and all(np.isfinite(p).all() for p in weights + biases)):
-            _refuse_non_finite(Xa, weights + biases, start, epoch)
-        history["loss"].append(total / n)
-        history["accuracy"].append(hits / n)
+        if not (np.isfinite(total) and all(np.isfinite(p).all() for p in params)):
+            _refuse_non_finite(Xa, params, start, epoch)
+        history["loss"].append(total / total_weight)
+        history["accuracy"].append(hits / total_weight)
         if val is not None:
             a = net.forward(val[0])
-            history["val_loss"].append(loss_value(a, val[1], loss, softmax))
-            history["val_accuracy"].append(float(np.mean(decide(a) == val_labels)))
+            history["val_loss"].append(loss_value(a, val[1], loss, softmax, val[2]))
+            history["val_accuracy"].append(_accuracy(a, val_labels, val[2]))
         if verbose:
             progress.set_postfix({k: f"{v[-1]:.4f}" for k, v in history.items()})
+        stop = False
+        if stopper is not None:
+            if stopper.update(epoch, history[stopper.monitor][-1]):
+                best = [p.copy() for p in params] if not best else _copy(params, best)
+            stop = stopper.exhausted
+        for callback in callbacks:
+            stop = bool(callback(epoch, history)) or stop  # every callback sees every epoch
+        if stop:
+            history.stopped_epoch = epoch
+            break
+    if stopper is not None and best:
+        _copy(best, params)
+        history.best_epoch = stopper.best_epoch
     return history
+
+
+def _copy(source: list[np.ndarray], target: list[np.ndarray]) -> list[np.ndarray]:
+    """Copy each array of ``source`` into its twin in ``target`` (returned)."""
+    for s, t in zip(source, target, strict=True):
+        np.copyto(t, s)
+    return target
+
+
+def _early_stopping(early_stopping: Any, monitor: Any, patience: Any,
+                    min_delta: Any) -> EarlyStopping | None:
+    """The watch ``fit``'s early-stopping arguments ask for (None when off);
+    every argument is checked either way."""
+    on = flag(early_stopping, "early_stopping")
+    watch = EarlyStopping(lookup({name: name for name in MONITORS}, monitor, "monitor"),
+                          positive_int(patience, "patience"),
+                          non_negative_float(min_delta, "min_delta"))
+    return watch if on else None
+
+
+def _check_callbacks(callbacks: Any) -> tuple[Callback, ...]:
+    if callable(callbacks) or isinstance(callbacks, (str, bytes)):
+        raise ValueError(f"callbacks must be a sequence of callables; got {callbacks!r} "
+                         "(a single callback goes in a list: callbacks=[cb])")
+    try:
+        found = tuple(callbacks)
+    except TypeError:
+        raise ValueError(f"callbacks must be a sequence of callables; got {callbacks!r}") from None
+    for i, callback in enumerate(found):
+        if not callable(callback):
+            raise ValueError(f"callbacks[{i}] must be callable as cb(epoch, history); "
+                             f"got {callback!r}")
+    return found
+
+
+#: A validation set: X, target rows and the rows' sample weights (or None).
+_ValidationSet = tuple[np.ndarray, np.ndarray, np.ndarray | None]
+
+
+def _validation_set(net: Trainable, validation_data: Any) -> _ValidationSet:
+    try:
+        parts = tuple(validation_data)
+    except TypeError:
+        parts = ()
+    if len(parts) not in (2, 3):
+        raise ValueError("validation_data must be a pair (X_val, y_val) or a triple "
+                         "(X_val, y_val, sample_weight_val)")
+    Xv, Yv = _check_data(net, parts[0], parts[1], "validation_data X", "validation_data y")
+    wv = None
+    if len(parts) == 3 and parts[2] is not None:
+        wv = sample_weights(parts[2], len(Xv), net.dtype, "validation_data sample_weight")
+    return Xv, Yv, wv
+
+
+def _carved(X: np.ndarray, Y: np.ndarray, sw: np.ndarray | None, rows: np.ndarray,
+            part: str) -> _ValidationSet:
+    """The ``rows`` of X, Y and the sample weights: a part validation_fraction carves."""
+    Xp, Yp = X[rows], Y[rows]
+    swp = None if sw is None else sw[rows]
+    if swp is not None and not swp.any():
+        raise ValueError(f"the {part} rows validation_fraction leaves all have sample_weight 0")
+    if part == "validation" and not _all_finite(Xp):
+        # the training itself only checks the rows it trains on
+        raise ValueError("X contains NaN or inf")
+    return Xp, Yp, swp
 
 
 def _refuse_non_finite(X: np.ndarray, params: list[np.ndarray], start: list[np.ndarray],

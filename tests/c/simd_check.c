@@ -421,6 +421,92 @@ static void check_bias_update(int level)
             }
 }
 
+/* output_delta on one weight vector (NULL: unweighted); returns the cost */
+static double run_output_delta(const void *A, const void *Y, const void *w, void *D, ptrdiff_t rows,
+                               ptrdiff_t n_out, ptrdiff_t ld, int act, int loss, double *hits)
+{
+    return f64 ? dlfr_output_delta_f64(A, Y, w, D, rows, n_out, ld, act, loss, hits)
+               : dlfr_output_delta_f32(A, Y, w, D, rows, n_out, ld, act, loss, hits);
+}
+
+/* Row weights for a case: zeros, whole numbers and binary fractions, so that
+ * the weighted hits are exact sums. */
+static const double WEIGHTS[] = {1.0, 0.0, 2.0, 0.5, 3.0, 0.25, 1.0, 0.0, 4.0};
+enum { N_WEIGHTS = sizeof WEIGHTS / sizeof WEIGHTS[0] };
+
+/* With weights, the level's own unweighted rows scaled: D[r] = w[r] * D1[r],
+ * cost = sum of w[r] * cost1[r], hits = sum of w[r] * hit1[r]. */
+static int weighted_as_scaled(const void *A, const void *Y, const void *w, const void *D,
+                              double cost, double hits, ptrdiff_t rows, ptrdiff_t n_out,
+                              ptrdiff_t ld, int act, int loss)
+{
+    int ok = 1;
+    double cost_sum = 0, cost_tol = 0, hits_sum = 0;
+    void *D1 = alloc(ld);
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        double wr = get(w, r), hit = 0;
+        double row_cost = run_output_delta((const char *)A + r * ld * esize(),
+                                           (const char *)Y + r * n_out * esize(), NULL, D1, 1,
+                                           n_out, ld, act, loss, &hit);
+        cost_sum += wr * row_cost;
+        cost_tol += fabs(wr * row_cost);
+        hits_sum += wr * hit;
+        for (ptrdiff_t c = 0; c < n_out; c++) {
+            double expected = wr * get(D1, c);
+            ok &= agree(get(D, r * ld + c), expected, 2 * tol_elem() * fabs(expected));
+        }
+    }
+    dlfr_aligned_free(D1);
+    /* the level sums the same terms, each rounded once more (w * row) */
+    return ok && agree(cost, cost_sum, 1e-13 * sqrt((double)rows) * cost_tol) && hits == hits_sum;
+}
+
+static void check_output_delta_case(int level, ptrdiff_t rows, ptrdiff_t n_out, ptrdiff_t ld,
+                                    int act, int loss, int weighted, int weight_shift)
+{
+    ptrdiff_t total = rows * ld + 2;
+    void *A = alloc(total), *Y = alloc(rows * n_out), *D = alloc(total);
+    void *w = weighted ? alloc(rows) : NULL;
+    for (ptrdiff_t i = 0; i < total; i++) set(A, i, 0.25), set(D, i, GUARD);
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        ptrdiff_t label = (ptrdiff_t)uniform(0, (double)n_out);
+        for (ptrdiff_t c = 0; c < n_out; c++) {
+            set(A, r * ld + c, uniform(0.001, 0.999));
+            set(Y, r * n_out + c, n_out == 1 ? (uniform(0, 1) > 0.5) : (c == label));
+        }
+        if (w) set(w, r, WEIGHTS[(r + weight_shift) % N_WEIGHTS]);
+    }
+    void *ref = copy(D, total), *out = copy(D, total);
+    double hits_ref = 3, hits_out = 3;
+    select_level(DLFR_GENERIC);
+    double cost_ref = run_output_delta(A, Y, w, ref, rows, n_out, ld, act, loss, &hits_ref);
+    select_level(level);
+    double cost_out = run_output_delta(A, Y, w, out, rows, n_out, ld, act, loss, &hits_out);
+    /* D = w (a - y) f'(a) under MSE: as in check_act_backward */
+    double *tols = malloc(sizeof(double) * (size_t)(rows * n_out));
+    for (ptrdiff_t r = 0; r < rows; r++)
+        for (ptrdiff_t c = 0; c < n_out; c++) {
+            double a = fabs(get(A, r * ld + c)), y = fabs(get(Y, r * n_out + c));
+            tols[r * n_out + c] = tol_elem() * (a + y) * (1 + a + a * a) * (w ? get(w, r) : 1.0);
+        }
+    ptrdiff_t at = -1;
+    int ok = compare_rows(out, ref, rows, n_out, ld, total, tols, &at);
+    free(tols);
+    /* the cost is summed in double from the same D: a double's ulps */
+    double tol = 1e-13 * sqrt((double)(rows * n_out)) * fabs(cost_ref) +
+                 (f64 ? 0 : 1e-6 * fabs(cost_ref));
+    int cost_ok = agree(cost_out, cost_ref, tol);
+    int scaled_ok = !w || weighted_as_scaled(A, Y, w, out, cost_out, hits_out - 3, rows, n_out,
+                                             ld, act, loss);
+    verdict("output_delta", ok && cost_ok && hits_out == hits_ref && scaled_ok,
+            "rows %td n_out %td ld %td act %d loss %d weighted %d: D index %td, cost %.17g vs "
+            "%.17g, hits %g vs %g, weighted as scaled %d",
+            rows, n_out, ld, act, loss, weighted, at, cost_out, cost_ref, hits_out, hits_ref,
+            scaled_ok);
+    dlfr_aligned_free(A), dlfr_aligned_free(Y), dlfr_aligned_free(D), dlfr_aligned_free(w);
+    dlfr_aligned_free(ref), dlfr_aligned_free(out);
+}
+
 static void check_output_delta(int level)
 {
     static const ptrdiff_t rows_list[] = {1, 2, 5, 16, 33};
@@ -430,51 +516,11 @@ static void check_output_delta(int level)
         for (int oi = 0; oi < 7; oi++)
             for (int variant = 0; variant < 3; variant++)
                 for (int ai = 0; ai < 5; ai++)
-                    for (int loss = 0; loss < 2; loss++) {
-                        ptrdiff_t rows = rows_list[ri], n_out = outs[oi];
-                        ptrdiff_t ld = stride(n_out, variant), total = rows * ld + 2;
-                        int act = acts[ai];
-                        void *A = alloc(total), *Y = alloc(rows * n_out), *D = alloc(total);
-                        for (ptrdiff_t i = 0; i < total; i++) set(A, i, 0.25), set(D, i, GUARD);
-                        for (ptrdiff_t r = 0; r < rows; r++) {
-                            ptrdiff_t label = (ptrdiff_t)uniform(0, (double)n_out);
-                            for (ptrdiff_t c = 0; c < n_out; c++) {
-                                set(A, r * ld + c, uniform(0.001, 0.999));
-                                set(Y, r * n_out + c, n_out == 1 ? (uniform(0, 1) > 0.5)
-                                                                 : (c == label));
-                            }
-                        }
-                        void *ref = copy(D, total), *out = copy(D, total);
-                        ptrdiff_t hits_ref = 3, hits_out = 3;
-                        select_level(DLFR_GENERIC);
-                        double cost_ref =
-                            f64 ? dlfr_output_delta_f64(A, Y, ref, rows, n_out, ld, act, loss, &hits_ref)
-                                : dlfr_output_delta_f32(A, Y, ref, rows, n_out, ld, act, loss, &hits_ref);
-                        select_level(level);
-                        double cost_out =
-                            f64 ? dlfr_output_delta_f64(A, Y, out, rows, n_out, ld, act, loss, &hits_out)
-                                : dlfr_output_delta_f32(A, Y, out, rows, n_out, ld, act, loss, &hits_out);
-                        /* D = (a - y) f'(a) under MSE: as in check_act_backward */
-                        double *tols = malloc(sizeof(double) * (size_t)(rows * n_out));
-                        for (ptrdiff_t r = 0; r < rows; r++)
-                            for (ptrdiff_t c = 0; c < n_out; c++) {
-                                double a = fabs(get(A, r * ld + c)), y = fabs(get(Y, r * n_out + c));
-                                tols[r * n_out + c] = tol_elem() * (a + y) * (1 + a + a * a);
-                            }
-                        ptrdiff_t at = -1;
-                        int ok = compare_rows(out, ref, rows, n_out, ld, total, tols, &at);
-                        free(tols);
-                        /* the cost is summed in double from the same D: a double's ulps */
-                        double tol = 1e-13 * sqrt((double)(rows * n_out)) * fabs(cost_ref) +
-                                     (f64 ? 0 : 1e-6 * fabs(cost_ref));
-                        int cost_ok = agree(cost_out, cost_ref, tol);
-                        verdict("output_delta", ok && cost_ok && hits_out == hits_ref,
-                                "rows %td n_out %td ld %td act %d loss %d: D index %td, cost %.17g vs %.17g, hits %td vs %td",
-                                rows, n_out, ld, act, loss, at, cost_out, cost_ref, hits_out,
-                                hits_ref);
-                        dlfr_aligned_free(A), dlfr_aligned_free(Y), dlfr_aligned_free(D);
-                        dlfr_aligned_free(ref), dlfr_aligned_free(out);
-                    }
+                    for (int loss = 0; loss < 2; loss++)
+                        for (int weighted = 0; weighted < 2; weighted++)
+                            check_output_delta_case(level, rows_list[ri], outs[oi],
+                                                    stride(outs[oi], variant), acts[ai], loss,
+                                                    weighted, oi);
 }
 
 /* ---- GEMM ---- */

@@ -1,4 +1,5 @@
-"""The ``dlfr`` command: ``demo``, ``info``, ``train``, ``predict``, ``bench`` and ``plot``.
+"""The ``dlfr`` command: ``demo``, ``info``, ``train``, ``predict``, ``convert``, ``bench``
+and ``plot``.
 
 :mod:`.main` wires the parser and reports failures; each command is a module of its own
 that declares its arguments (``register``) and runs a plain function with typed

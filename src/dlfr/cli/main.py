@@ -10,13 +10,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import __version__
-from . import bench, demo, info, plot, predict, train
+from . import bench, convert, demo, info, plot, predict, train
 from .errors import CLIError
 
 PROG = "dlfr"
 #: The commands, in the order ``dlfr --help`` lists them; each module's ``register``
 #: adds its sub-parser.
-COMMANDS = (demo, info, train, predict, bench, plot)
+COMMANDS = (demo, info, train, predict, convert, bench, plot)
 
 #: What bad input raises, reported as one line with exit status 2: the command's own
 #: CLIError, the ValueError and TypeError the library raises for a bad value or type, and
