@@ -64,7 +64,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 
 from . import training
 from ._names import TRAINABLE_HIDDEN, ActivationName, LossName
-from ._validation import real_dtype
+from ._validation import F64, real_dtype, sample_weights
 from .layers import Dense
 from .network import Network
 
@@ -185,27 +185,6 @@ def _settings(est: _BaseMLP) -> _Settings:
                                     high_open=True),
         dtype=dtype,
     )
-
-
-def _sample_weight(sample_weight: Any, n: int) -> np.ndarray | None:
-    """``sample_weight`` as float64 of shape (n,), finite, non-negative, not all zero."""
-    if sample_weight is None:
-        return None
-    sw = np.asarray(sample_weight)
-    if sw.dtype.kind not in "iuf":
-        raise ValueError(f"sample_weight must hold real numbers; got dtype {sw.dtype}")
-    sw = sw.astype(np.float64)  # a copy: the caller's array is never changed
-    if sw.ndim == 0:  # one number for every sample
-        sw = np.full(n, float(sw))
-    if sw.shape != (n,):
-        raise ValueError(f"sample_weight must have shape ({n},), one weight per sample; "
-                         f"got shape {sw.shape}")
-    if not np.isfinite(sw).all() or (sw < 0).any():
-        raise ValueError("sample_weight must be finite and non-negative")
-    if not sw.any():
-        raise ValueError("sample_weight holds only zeros: at least one sample needs a non-zero "
-                         "weight")
-    return sw
 
 
 # -- the estimators -----------------------------------------------------------------
@@ -352,7 +331,7 @@ class _BaseMLP(BaseEstimator):
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         Y = self._targets(y, incremental, classes).astype(X.dtype)
-        sw = _sample_weight(sample_weight, len(X))
+        sw = None if sample_weight is None else sample_weights(sample_weight, len(X), F64)
         extra = self._row_weights(y, incremental)
         if extra is not None:
             sw = extra if sw is None else sw * extra
