@@ -409,3 +409,30 @@ def test_digits_accuracy_matches_scikit_learns():
     ours_score, theirs_score = ours.score(X[8000:], y[8000:]), theirs.score(X[8000:], y[8000:])
     assert ours_score >= 0.96
     assert abs(ours_score - theirs_score) <= 0.005, (ours_score, theirs_score)
+
+
+def test_ctrl_c_keeps_the_completed_epochs(small, monkeypatch):
+    """As scikit-learn: Ctrl-C ends fit with a warning, keeping the epochs done
+    (dlfr's fit puts back the interrupted epoch's start)."""
+    X, y = small
+    calls = []
+    fit = dlfr.training.fit
+
+    def interrupted_third_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(dlfr.training, "fit", interrupted_third_epoch)
+    with pytest.warns(UserWarning, match="interrupted"):
+        est = quick(MLPClassifier, max_iter=10).fit(X, y)
+    assert est.n_iter_ == 2 and len(est.loss_curve_) == 2
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_verbose_shows_progress(small, capsys):
+    X, y = small
+    quick(MLPClassifier, max_iter=3, verbose=True).fit(X, y)
+    err = capsys.readouterr().err
+    assert "epochs" in err and "loss=" in err
