@@ -156,6 +156,29 @@ def test_train_npz_saves_a_model_and_history(tmp_path: Path, data: Path) -> None
     assert leftovers(tmp_path) == []
 
 
+def test_train_early_stopping_keeps_the_best_epoch(tmp_path: Path, data: Path) -> None:
+    proc = run("train", "--sizes", "6,5,3", "--data", data, "--epochs", "60",
+               "--learning-rate", "40", "--val-split", "0.25", "--early-stopping",
+               "--patience", "2", "--history", "hist.json", "--out", "m.npz", cwd=tmp_path)
+    assert_ok(proc)
+    saved = json.loads((tmp_path / "hist.json").read_text())
+    val_loss = saved["history"]["val_loss"]
+    best = saved["best_epoch"]
+    assert best == int(np.argmin(val_loss))
+    assert f"kept the weights of epoch {best + 1}" in proc.stdout
+    # these settings overshoot: patience runs out long before 60 epochs
+    assert len(val_loss) == saved["stopped_epoch"] + 1 < 60
+    assert f"stopped early after epoch {len(val_loss)}" in proc.stdout
+    assert saved["early_stopping"] is True and saved["patience"] == 2
+
+
+def test_train_early_stopping_needs_validation(tmp_path: Path, data: Path) -> None:
+    proc = run("train", "--sizes", "6,5,3", "--data", data, "--early-stopping",
+               "--out", "m.npz", cwd=tmp_path)
+    assert_error(proc, "--early-stopping", "--val-split")
+    assert not (tmp_path / "m.npz").exists()
+
+
 def test_train_is_reproducible_and_takes_options(tmp_path: Path, data: Path) -> None:
     args = ["train", "--sizes", "6,4,3", "--data", "X.npy", "--labels", "y.npy", "--epochs",
             "2", "--dtype", "float64", "--loss", "cross_entropy", "--output-activation",
@@ -166,6 +189,16 @@ def test_train_is_reproducible_and_takes_options(tmp_path: Path, data: Path) -> 
     assert a.dtype == np.float64 and a.layers[-1].activation == "softmax"
     for la, lb in zip(a.layers, b.layers, strict=True):
         np.testing.assert_array_equal(la.W, lb.W)
+
+
+@pytest.mark.parametrize("activation", ["leaky_relu", "elu"])
+def test_train_takes_every_registry_activation(tmp_path: Path, data: Path,
+                                               activation: str) -> None:
+    assert_ok(run("train", "--sizes", "6,4,3", "--data", "X.npy", "--labels", "y.npy",
+                  "--epochs", "2", "--activation", activation, "--output-activation", activation,
+                  "--learning-rate", "0.1", "--no-progress", "--out", "m.npz", cwd=tmp_path))
+    net = dlfr.Network.load(tmp_path / "m.npz")
+    assert [layer.activation for layer in net.layers] == [activation, activation]
 
 
 @pytest.mark.slow

@@ -227,9 +227,11 @@ def torch_mlp(torch, dtype, hidden, activation, output, n_out=3, seed=0):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
-@pytest.mark.parametrize("activation", ["Sigmoid", "Tanh", "ReLU", "Identity", None])
+@pytest.mark.parametrize("activation",
+                         ["Sigmoid", "Tanh", "ReLU", "LeakyReLU", "ELU", "Identity", None])
 @pytest.mark.parametrize("hidden", HIDDEN)
-@pytest.mark.parametrize("output", [None, "Sigmoid", "Softmax1", "Softmax-1", "Tanh"])
+@pytest.mark.parametrize("output", [None, "Sigmoid", "Softmax1", "Softmax-1", "Tanh",
+                                    "LeakyReLU", "ELU"])
 def test_torch_matches(torch, output, hidden, activation, dtype):
     nn = torch.nn
 
@@ -246,7 +248,8 @@ def test_torch_matches(torch, output, hidden, activation, dtype):
     assert net.dtype == dtype
     assert net.sizes == [4, *hidden, 3]
     expected_acts = {None: "identity", "Identity": "identity", "Sigmoid": "sigmoid",
-                     "Tanh": "tanh", "ReLU": "relu", "Softmax1": "softmax",
+                     "Tanh": "tanh", "ReLU": "relu", "LeakyReLU": "leaky_relu", "ELU": "elu",
+                     "Softmax1": "softmax",
                      "Softmax-1": "softmax"}
     assert [layer.activation for layer in net.layers] == (
         [expected_acts[activation]] * len(hidden) + [expected_acts[output]]
@@ -317,8 +320,13 @@ def test_torch_grad_state_untouched_and_weights_copied(torch):
          r"module 1 \(Conv2d\) is not supported"),
         (lambda nn: nn.Sequential(nn.Linear(4, 3), nn.LayerNorm(3)),
          r"module 1 \(LayerNorm\) is not supported"),
-        (lambda nn: nn.Sequential(nn.Linear(4, 3), nn.Sequential(nn.Tanh(), nn.LeakyReLU())),
-         r"module 1\.1 \(LeakyReLU\) is not supported"),
+        (lambda nn: nn.Sequential(nn.Linear(4, 3), nn.Sequential(nn.Tanh(), nn.GELU())),
+         r"module 1\.1 \(GELU\) is not supported"),
+        (lambda nn: nn.Sequential(nn.Linear(4, 3), nn.LeakyReLU(0.2)),
+         r"module 1 \(LeakyReLU\): dlfr's leaky_relu has negative_slope=0\.01; "
+         r"got negative_slope=0\.2"),
+        (lambda nn: nn.Sequential(nn.Linear(4, 3), nn.ELU(alpha=0.5)),
+         r"module 1 \(ELU\): dlfr's elu has alpha=1\.0; got alpha=0\.5"),
         (lambda nn: nn.Conv1d(1, 1, 1), r"module 0 \(Conv1d\) is not supported"),
         (lambda nn: nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Sigmoid()),
          r"module 2 \(Sigmoid\): an activation must directly follow an nn.Linear"),
@@ -332,7 +340,8 @@ def test_torch_grad_state_untouched_and_weights_copied(torch):
         (lambda nn: nn.Sequential(), r"Sequential has no nn.Linear layer"),
         (lambda nn: nn.Sequential(nn.Identity()), r"Sequential has no nn.Linear layer"),
     ],
-    ids=["conv2d", "layernorm", "nested-leakyrelu", "bare-conv1d", "two-activations",
+    ids=["conv2d", "layernorm", "nested-gelu", "leakyrelu-slope", "elu-alpha", "bare-conv1d",
+         "two-activations",
          "activation-first", "softmax-dim0", "softmax-dim-none", "flatten-dim0", "empty",
          "no-linear"],
 )

@@ -40,8 +40,9 @@ DENSE_TOL = {
 }
 
 #: Elementwise kernels of one argument (identity is public beyond the contract).
-UNARY = ["sigmoid", "sigmoid_prime", "step", "tanh", "relu", "identity"]
-ACTIVATION_NAMES = ("identity", "sigmoid", "tanh", "relu", "step", "softmax")
+UNARY = ["sigmoid", "sigmoid_prime", "step", "tanh", "relu", "identity", "leaky_relu", "elu"]
+ACTIVATION_NAMES = ("identity", "sigmoid", "tanh", "relu", "step", "softmax", "leaky_relu",
+                    "elu")
 
 #: Scalars, single rows and columns, tall and wide, empty, 3-D, and every
 #: length from 1 to 67 so each SIMD width and every remainder is crossed.
@@ -263,16 +264,41 @@ def special_cases(dtype):
                  (-np.inf, 0.0), (big, big), (-big, 0.0), (np.nan, np.nan)],
         "tanh": [(0.0, 0.0), (-0.0, -0.0), (np.inf, 1.0), (-np.inf, -1.0),
                  (big, 1.0), (-big, -1.0), (np.nan, np.nan)],
+        "leaky_relu": [(0.0, 0.0), (-0.0, -0.0), (tiny, tiny), (-tiny, -0.0),
+                       (np.inf, np.inf), (-np.inf, -np.inf), (big, big),
+                       (-big, -big * float(dtype(0.01))),
+                       (-100.0, float(dtype(-100) * dtype(0.01))), (np.nan, np.nan)],
+        "elu": [(0.0, 0.0), (-0.0, -0.0), (tiny, tiny), (-tiny, -tiny), (np.inf, np.inf),
+                (-np.inf, -1.0), (big, big), (-big, -1.0), (-1000.0, -1.0), (np.nan, np.nan)],
     }
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
-@pytest.mark.parametrize("name", ["sigmoid_prime", "step", "relu", "tanh"])
+@pytest.mark.parametrize("name", ["sigmoid_prime", "step", "relu", "tanh", "leaky_relu", "elu"])
 def test_special_values(name, dtype):
     z, expected = (np.array(v, dtype=dtype) for v in zip(*special_cases(dtype)[name], strict=True))
     result = getattr(kernels, name)(z)
     np.testing.assert_array_equal(result, expected)  # NaN equals NaN here
     np.testing.assert_array_equal(getattr(ref, name)(z), expected)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "low"), [(np.float32, -20.0), (np.float64, -40.0)], ids=["float32", "float64"]
+)
+def test_elu_within_2_ulp_of_expm1(dtype, low):
+    # From where e^z - 1 rounds to -1 up to 0, densely near 0 (where e^z - 1
+    # cancels), and the positive side, which is z itself.
+    finfo = np.finfo(dtype)
+    near_zero = -np.logspace(np.log10(float(finfo.smallest_subnormal)), -1, 200_001)
+    z = np.concatenate([np.linspace(low, 1.0, 1_000_001), near_zero]).astype(dtype)
+    wide = np.float64 if dtype == np.float32 else np.longdouble
+    if np.finfo(wide).eps >= finfo.eps:
+        pytest.skip(f"no float wider than {np.dtype(dtype)} on this platform")
+    exact = np.where(z < 0, np.expm1(z.astype(wide)), z.astype(wide))
+    ulp = np.spacing(np.abs(exact.astype(dtype))).astype(wide)
+    errors = np.abs(kernels.elu(z).astype(wide) - exact) / ulp
+    worst = int(np.argmax(errors))
+    assert errors[worst] <= 2, f"{float(errors[worst]):.2f} ulp at z = {z[worst]!r}"
 
 
 def extreme_values(dtype):

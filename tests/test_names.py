@@ -26,7 +26,8 @@ from dlfr import (
 from dlfr import _validation as validation
 
 #: The names dlfr has always understood: the registry must keep every one.
-KNOWN_ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "step", "softmax")
+KNOWN_ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "step", "softmax", "leaky_relu",
+                     "elu")
 KNOWN_LOSSES = ("mse", "cross_entropy")
 KNOWN_DTYPES = ("float32", "float64")
 
@@ -77,6 +78,11 @@ def test_every_activation_is_accepted_by_layers_networks_and_model_files(tmp_pat
     net = Network([3, 4, 2], activation=name, seed=0)
     net.save(tmp_path / "m.npz")
     assert io.load_model(tmp_path / "m.npz").activations == [name, name]
+
+
+def test_activation_constants_are_the_kernels():
+    assert _names.LEAKY_RELU_SLOPE == _kernels.LEAKY_RELU_SLOPE == 0.01
+    assert _names.ELU_ALPHA == 1.0
 
 
 def test_unknown_names_are_refused_naming_the_choices():

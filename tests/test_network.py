@@ -38,7 +38,7 @@ FORWARD_TOL = {
 #: |pre-activation| below which a step layer may flip between dlfr and the oracle.
 STEP_MARGIN = {np.float32: 1e-4, np.float64: 1e-9}
 
-HIDDEN = ["identity", "sigmoid", "tanh", "relu", "step"]
+HIDDEN = ["identity", "sigmoid", "tanh", "relu", "step", "leaky_relu", "elu"]
 BATCHES = [0, 1, 7, 129, 4097]
 #: Layer sizes (input first) of 1 to 4 layers. Together they put every width
 #: of 1, 10, 16, 17, 64, 65, 100 and 256 on both the input and the output

@@ -58,6 +58,10 @@ def derivative(activation, a):
         return 1 - a * a
     if activation == "relu":
         return (a > 0).astype(a.dtype)
+    if activation == "leaky_relu":  # a has z's sign
+        return np.where(a > 0, 1.0, 0.01).astype(a.dtype)
+    if activation == "elu":  # e^z = a + 1 below 0
+        return np.where(a > 0, 1.0, a + 1).astype(a.dtype)
     assert activation == "identity"
     return np.ones_like(a)
 
@@ -131,6 +135,8 @@ GRADIENT_LOSSES = [
     ("mse", "sigmoid"),
     ("mse", "identity"),
     ("mse", "tanh"),
+    ("mse", "leaky_relu"),
+    ("mse", "elu"),
     ("cross_entropy", "sigmoid"),
     ("cross_entropy", "softmax"),
 ]
@@ -141,8 +147,10 @@ GRADIENT_SIZES = {1: [3, 4, 2], 2: [3, 4, 3, 2], 3: [3, 4, 3, 4, 2]}
 #: (C(p+h) - C(p-h)) / 2h with h = 1e-6 has rounding errors up to 3e-7 of
 #: the smallest gradients of these deep sigmoid networks: too close to 1e-6.)
 FD_STEP = 1e-4
-#: Hidden ReLU pre-activations must be this far from the kink at 0.
-RELU_MARGIN = 0.05
+#: Pre-activations of these must be this far from 0, where f' (ReLU, leaky ReLU)
+#: or f'' (ELU) jumps and a finite difference across it would be off.
+KINKED = ("relu", "leaky_relu", "elu")
+KINK_MARGIN = 0.05
 
 
 def mean_cost(X, Y, Ws, bs, acts, loss):
@@ -165,12 +173,14 @@ def finite_difference_gradient(X, Y, Ws, bs, acts, loss):
     return grads[: len(Ws)], grads[len(Ws):]
 
 
-def clear_of_relu_kinks(net, X):
-    """No hidden ReLU pre-activation within RELU_MARGIN of 0, and some alive."""
+def clear_of_kinks(net, X):
+    """No pre-activation of a KINKED layer within KINK_MARGIN of 0, and some of
+    each layer on either side of it (a ReLU alive, the other branch taken)."""
     a = X
-    for layer in net.layers[:-1]:
+    for layer in net.layers:
         z = a @ layer.W + layer.b
-        if layer.activation == "relu" and (np.abs(z).min() < RELU_MARGIN or np.all(z < 0)):
+        if layer.activation in KINKED and (np.abs(z).min() < KINK_MARGIN
+                                           or np.all(z < 0) or np.all(z > 0)):
             return False
         a = ref.ACTIVATIONS[layer.activation](z)
     return True
@@ -184,10 +194,10 @@ def gradient_problem(n_hidden, hidden, output, loss):
         net = Network(sizes, activation=hidden, output_activation=output,
                       dtype="float64", seed=seed)
         X = rng.normal(0.0, 1.0, (5, sizes[0]))
-        if clear_of_relu_kinks(net, X):
+        if clear_of_kinks(net, X):
             break
     else:  # pragma: no cover
-        raise AssertionError("no sample clear of the ReLU kinks")
+        raise AssertionError("no sample clear of the kinks")
     if output == "softmax":
         Y = dlfr.datasets.one_hot(rng.integers(0, 2, 5), 2, dtype="float64")
     elif output == "sigmoid":
@@ -198,7 +208,7 @@ def gradient_problem(n_hidden, hidden, output, loss):
 
 
 @pytest.mark.parametrize(("loss", "output"), GRADIENT_LOSSES)
-@pytest.mark.parametrize("hidden", ["sigmoid", "tanh", "relu", "identity"])
+@pytest.mark.parametrize("hidden", ["sigmoid", "tanh", "relu", "identity", "leaky_relu", "elu"])
 @pytest.mark.parametrize("n_hidden", [1, 2, 3])
 def test_one_step_follows_the_gradient_of_the_loss(n_hidden, hidden, output, loss):
     """One full-batch step moves every parameter by -lr * dC/dp (1e-6 relative)."""
@@ -236,13 +246,16 @@ TWIN_CASES = [
     ([6, 100, 1, 4], "sigmoid", "tanh", "mse"),
     ([3, 70, 16, 2], "sigmoid", "sigmoid", "cross_entropy"),
     ([7, 33, 5], "identity", "sigmoid", "mse"),
+    ([5, 17, 65, 3], "leaky_relu", "softmax", "cross_entropy"),
+    ([4, 20, 18, 2], "elu", "elu", "mse"),
+    ([6, 33, 3], "elu", "leaky_relu", "mse"),
 ]
 
 
 def twin_problem(sizes, output, dtype, n, seed=0):
     rng = np.random.default_rng(seed)
     X = rng.uniform(0.0, 1.0, (n, sizes[0])).astype(dtype)
-    if output in ("identity", "tanh"):
+    if output in ("identity", "tanh", "leaky_relu", "elu"):
         y = rng.uniform(-0.5, 0.5, (n, sizes[-1])).astype(dtype)  # regression rows
         Y = y
     else:
@@ -453,6 +466,23 @@ def test_mnist_digits_784_16_10():
     assert history["val_accuracy"][-1] == accuracy
     assert history["loss"][-1] < history["loss"][0]
     assert history["accuracy"][-1] > 0.9
+
+
+@pytest.mark.parametrize("activation", ["leaky_relu", "elu"])
+def test_digits_learnt_with_leaky_relu_and_elu_hidden_layers(activation):
+    """784-32-10, softmax and cross-entropy, 5 epochs of batch 10 at lr 0.1 on
+    the first 2,000 bundled digits (about 0.1 s).
+
+    Measured on the last 2,000 (seeds 0-2): leaky_relu 0.8915, 0.8835,
+    0.8815; elu 0.886, 0.884, 0.884 (relu 0.891, sigmoid 0.8785); at least
+    0.85 is required with seed 0.
+    """
+    X, y = dlfr.datasets.load_mnist()
+    net = Network([784, 32, 10], activation=activation, output_activation="softmax", seed=0)
+    history = net.fit(X[:2000], y[:2000], epochs=5, batch_size=10, learning_rate=0.1,
+                      loss="cross_entropy", seed=0)
+    assert history["loss"][-1] < 0.5 * history["loss"][0]
+    assert net.evaluate(X[8000:], y[8000:]) >= 0.85
 
 
 # ---- refused calls ------------------------------------------------------------------------

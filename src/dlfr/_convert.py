@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ._names import DTYPES, ActivationName
+from ._names import DTYPES, ELU_ALPHA, LEAKY_RELU_SLOPE, ActivationName
 from .layers import Dense
 
 #: scikit-learn activation name -> dlfr activation name
@@ -101,8 +101,10 @@ def from_torch(cls: Any, module: Any) -> Any:
         The network class to build (``dlfr.Network`` or a subclass).
     module : torch.nn.Sequential or torch.nn.Linear
         Of ``nn.Linear`` layers, each followed by at most one of ``nn.Sigmoid``,
-        ``nn.Tanh``, ``nn.ReLU`` or ``nn.Softmax(dim=1)`` (or ``dim=-1``); a
-        Linear with no activation after it is identity. Nested Sequentials are
+        ``nn.Tanh``, ``nn.ReLU``, ``nn.LeakyReLU()`` (slope 0.01, its
+        default), ``nn.ELU()`` (alpha 1.0, its default) or
+        ``nn.Softmax(dim=1)`` (or ``dim=-1``); a Linear with no activation
+        after it is identity. Nested Sequentials are
         flattened. ``nn.Identity``, ``nn.Dropout`` and ``nn.Flatten()`` are
         skipped: the network computes the module in eval mode on rows of
         (n_samples, n_features). Module types are matched exactly (a subclass
@@ -119,7 +121,8 @@ def from_torch(cls: Any, module: Any) -> Any:
     ValueError
         Naming the module's class and its index (as in ``print(module)``,
         e.g. "2.1" inside a nested Sequential) for an unsupported module, an
-        activation with no Linear before it, or a Softmax over another dim;
+        activation with no Linear before it, a Softmax over another dim, or
+        a LeakyReLU or ELU with another slope or alpha than dlfr's;
         also for no Linear at all, mixed dtypes, or float16/bfloat16.
     TypeError
         If ``module`` is not a torch module at all (as ``from_sklearn`` for
@@ -132,7 +135,10 @@ def from_torch(cls: Any, module: Any) -> Any:
         raise TypeError(
             f"expected a torch.nn.Sequential or nn.Linear; got {type(module).__name__}"
         )
-    acts = {nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.ReLU: "relu", nn.Softmax: "softmax"}
+    acts = {nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.ReLU: "relu", nn.Softmax: "softmax",
+            nn.LeakyReLU: "leaky_relu", nn.ELU: "elu"}
+    # the one parameter dlfr's activation fixes: (attribute, dlfr's value)
+    fixed = {nn.LeakyReLU: ("negative_slope", LEAKY_RELU_SLOPE), nn.ELU: ("alpha", ELU_ALPHA)}
     params: list[list[Any]] = []  # [weight (out, in), bias or None, activation]
     after_linear = False  # the last Linear has no activation yet
     for where, m in _flatten(module, nn):
@@ -144,6 +150,11 @@ def from_torch(cls: Any, module: Any) -> Any:
         elif kind in acts:
             if kind is nn.Softmax and m.dim not in (1, -1):
                 raise ValueError(f"{what}: softmax must be over dim 1 or -1; got dim={m.dim}")
+            if kind in fixed:
+                attr, value = fixed[kind]
+                if getattr(m, attr) != value:
+                    raise ValueError(f"{what}: dlfr's {acts[kind]} has {attr}={value}; "
+                                     f"got {attr}={getattr(m, attr)!r}")
             if not after_linear:
                 raise ValueError(f"{what}: an activation must directly follow an nn.Linear")
             params[-1][2] = acts[kind]
@@ -154,7 +165,8 @@ def from_torch(cls: Any, module: Any) -> Any:
         else:
             raise ValueError(
                 f"{what} is not supported: use nn.Linear, nn.Sigmoid, nn.Tanh, nn.ReLU, "
-                "nn.Softmax(dim=1), nn.Identity, nn.Dropout or nn.Flatten"
+                "nn.LeakyReLU(), nn.ELU(), nn.Softmax(dim=1), nn.Identity, nn.Dropout or "
+                "nn.Flatten"
             )
     if not params:
         raise ValueError(f"{type(module).__name__} has no nn.Linear layer")

@@ -8,6 +8,9 @@ TANH: int
 RELU: int
 STEP: int
 SOFTMAX: int
+LEAKY_RELU: int
+ELU: int
+LEAKY_RELU_SLOPE: float
 PANEL: int
 CACHE_LINE: int
 FEW_ROWS_OWN: int

@@ -12,8 +12,11 @@ every compiled module, so a missing one fails here, loudly.
 from ._blas import set_blas_max_rows
 from ._dispatch import (
     CACHE_LINE,
+    ELU,
     FEW_ROWS_OWN,
     IDENTITY,
+    LEAKY_RELU,
+    LEAKY_RELU_SLOPE,
     PANEL,
     RELU,
     SIGMOID,
@@ -43,8 +46,9 @@ from ._trainer import LOSS_CROSS_ENTROPY, LOSS_MSE, Trainer
 MODULES = ("_dispatch", "_blas", "_ops", "_engine", "_trainer")
 
 __all__ = [
-    "CACHE_LINE", "FEW_ROWS_OWN", "IDENTITY", "LOSS_CROSS_ENTROPY", "LOSS_MSE",
-    "MAX_NETWORK_LAYERS", "MODULES", "PANEL", "PARALLEL_MIN_ELEMENTS",
+    "CACHE_LINE", "ELU", "FEW_ROWS_OWN", "IDENTITY", "LEAKY_RELU", "LEAKY_RELU_SLOPE",
+    "LOSS_CROSS_ENTROPY", "LOSS_MSE", "MAX_NETWORK_LAYERS", "MODULES", "PANEL",
+    "PARALLEL_MIN_ELEMENTS",
     "PARALLEL_MIN_ROWS", "RELU", "SIGMOID", "SIMD_LEVELS", "SOFTMAX", "STEP", "TANH",
     "THREAD_CAP", "Engine", "Trainer", "activate", "build_info", "decide_rows", "dense",
     "dense_fast", "gemm_wide", "max_threads", "select_simd", "set_blas_max_rows",

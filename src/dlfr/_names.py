@@ -17,7 +17,8 @@ import numpy as np
 
 from . import _kernels
 
-ActivationName = Literal["identity", "sigmoid", "tanh", "relu", "step", "softmax"]
+ActivationName = Literal[
+    "identity", "sigmoid", "tanh", "relu", "step", "softmax", "leaky_relu", "elu"]
 LossName = Literal["mse", "cross_entropy"]
 #: What early stopping watches: a history key, measured after each epoch.
 MonitorName = Literal["val_loss", "val_accuracy"]
@@ -35,7 +36,14 @@ ACTIVATION_CODES: dict[ActivationName, int] = {
     "relu": _kernels.RELU,
     "step": _kernels.STEP,
     "softmax": _kernels.SOFTMAX,
+    "leaky_relu": _kernels.LEAKY_RELU,
+    "elu": _kernels.ELU,
 }
+#: leaky_relu's slope below 0 (PyTorch's default; the kernels take it in the
+#: dtype's precision: float32(0.01) in float32).
+LEAKY_RELU_SLOPE: float = _kernels.LEAKY_RELU_SLOPE
+#: elu's alpha: e^z - 1 below 0, so its derivative is the output + 1 there.
+ELU_ALPHA = 1.0
 #: What backpropagation trains in a hidden layer: not the step (it has no
 #: gradient; dlfr.Perceptron learns it), not softmax (it normalises an output).
 TRAINABLE_HIDDEN: tuple[ActivationName, ...] = tuple(

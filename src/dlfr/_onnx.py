@@ -7,9 +7,12 @@ without it they raise ImportError saying what to install. Reading is
 
 A written model computes ``net.forward`` with standard ONNX ops only, one
 ``Gemm`` per layer (W as dlfr stores it, (n_in, n_out)) and its activation:
-Sigmoid, Tanh, Relu, Softmax (axis 1), nothing for identity, and for step
-``Where(IsNaN(z), z, Cast(z >= 0))``, exactly dlfr's step: 1 where z >= 0
-(-0.0 included), 0 below, NaN kept. Input ``X`` and output ``Y`` have a
+Sigmoid, Tanh, Relu, LeakyRelu (alpha 0.01), Elu (alpha 1), Softmax (axis 1),
+nothing for identity, and for step ``Where(IsNaN(z), z, Cast(z >= 0))``,
+exactly dlfr's step: 1 where z >= 0 (-0.0 included), 0 below, NaN kept.
+(ONNX attributes are float32: in a float64 model LeakyRelu's alpha is
+float32(0.01), 2.2e-8 of the value from dlfr's 0.01; ONNX Runtime 1.32 runs
+Elu in float32 only.) Input ``X`` and output ``Y`` have a
 dynamic batch dimension; a network with ``classes`` also has ``label``,
 ``classes[net.predict(X)]``.
 """
@@ -23,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from . import _onnx_read, io
+from ._names import ELU_ALPHA, LEAKY_RELU_SLOPE
 from ._onnx_tensors import DOUBLE, FLOAT, INT64, STRING
 from .layers import Dense
 
@@ -35,7 +39,14 @@ INPUT, OUTPUT, LABEL = "X", "Y", "label"
 #: The most a protobuf message, so one .onnx file without external data, may hold.
 MAX_BYTES = 2**31 - 1
 
-_OPS = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu", "softmax": "Softmax"}
+_OPS = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu", "softmax": "Softmax",
+        "leaky_relu": "LeakyRelu", "elu": "Elu"}
+#: each op's attributes: Softmax over rows, LeakyRelu's and Elu's alpha as dlfr's
+_ATTRIBUTES: dict[str, dict[str, Any]] = {
+    "softmax": {"axis": 1},
+    "leaky_relu": {"alpha": LEAKY_RELU_SLOPE},
+    "elu": {"alpha": ELU_ALPHA},
+}
 
 
 def require_onnx() -> Any:
@@ -133,9 +144,9 @@ def to_onnx(net: Any, path: str | os.PathLike[str] | None = None, *,
         nodes.append(helper.make_node("Gemm", [previous, W, constant(f"b{i}", layer.b.copy())],
                                       [z], name=f"layer{i}"))
         if layer.activation in _OPS:
-            attrs = {"axis": 1} if layer.activation == "softmax" else {}
             nodes.append(helper.make_node(_OPS[layer.activation], [z], [out],
-                                          name=f"{layer.activation}{i}", **attrs))
+                                          name=f"{layer.activation}{i}",
+                                          **_ATTRIBUTES.get(layer.activation, {})))
         elif layer.activation == "step":
             nodes += [
                 helper.make_node("IsNaN", [z], [f"nan{i}"], name=f"step{i}_isnan"),

@@ -5,7 +5,8 @@ The graph is checked as a whole first (one opset, one input declared
 declared shape, every value defined once, no dangling input, no cycle), then
 walked from its input as a chain::
 
-    input -> (Gemm | MatMul [+ Add]) -> [Sigmoid | Tanh | Relu | Softmax | step] -> ...
+    input -> (Gemm | MatMul [+ Add]) -> [Sigmoid | Tanh | Relu | LeakyRelu | Elu | Softmax
+                                         | step] -> ...
 
 with Identity, and Flatten, Reshape or Cast where they change nothing, allowed
 anywhere in it. What follows the chain's last value must be graph outputs:
@@ -28,14 +29,15 @@ from typing import Any
 import numpy as np
 
 from . import _onnx_tensors as tensors
-from ._names import ActivationName
+from ._names import ELU_ALPHA, LEAKY_RELU_SLOPE, ActivationName
 from ._onnx_tensors import DOUBLE, FLOAT, INT32, INT64, STRING
 
 #: What dlfr imports, for the messages that refuse a node.
 SUPPORTED = (
     "dlfr reads a chain of Gemm or MatMul (+ Add) layers, each followed by at most one "
-    "Sigmoid, Tanh, Relu or Softmax, with Identity, Flatten, Reshape and Cast where they "
-    "change nothing, and a classifier's ArgMax, ZipMap and class labels"
+    "Sigmoid, Tanh, Relu, LeakyRelu (alpha 0.01), Elu (alpha 1) or Softmax, with Identity, "
+    "Flatten, Reshape and Cast where they change nothing, and a classifier's ArgMax, ZipMap "
+    "and class labels"
 )
 #: The oldest default-domain opset read (Gemm's and Add's broadcasting as today's).
 MIN_OPSET = 7
@@ -48,6 +50,7 @@ _OPS: dict[str, dict[str, int]] = {
     "Gemm": {"alpha": _F, "beta": _F, "transA": _I, "transB": _I},
     "MatMul": {}, "Add": {}, "Sub": {}, "Identity": {},
     "Sigmoid": {}, "Tanh": {}, "Relu": {}, "Softmax": {"axis": _I},
+    "LeakyRelu": {"alpha": _F}, "Elu": {"alpha": _F},
     "IsNaN": {}, "GreaterOrEqual": {}, "Where": {},
     "Flatten": {"axis": _I}, "Reshape": {"allowzero": _I},
     "Cast": {"to": _I, "saturate": _I, "round_mode": _S},
@@ -60,7 +63,14 @@ _OPS: dict[str, dict[str, int]] = {
 }
 _ML_OPS = {"ZipMap", "ArrayFeatureExtractor"}  # domain ai.onnx.ml
 _ACTIVATIONS: dict[str, ActivationName] = {
-    "Sigmoid": "sigmoid", "Tanh": "tanh", "Relu": "relu", "Softmax": "softmax"}
+    "Sigmoid": "sigmoid", "Tanh": "tanh", "Relu": "relu", "Softmax": "softmax",
+    "LeakyRelu": "leaky_relu", "Elu": "elu"}
+#: op type -> the alpha dlfr's activation has (also each op's default), as the
+#: float32 an ONNX attribute holds. A float64 graph's LeakyRelu is read as dlfr's
+#: slope 0.01, what its exporter meant (PyTorch's default): ONNX has no float64
+#: attribute, and ONNX Runtime multiplies by float32(0.01) there, 2.2e-8 of the
+#: value apart.
+_ALPHAS = {"LeakyRelu": float(np.float32(LEAKY_RELU_SLOPE)), "Elu": ELU_ALPHA}
 _LAYOUT_OPS = {"Identity", "Flatten", "Reshape", "Cast"}
 #: ops that compute: a value read by one of these and another node is a branch
 _COMPUTING_OPS = {"Gemm", "MatMul", "Add", *_ACTIVATIONS}
@@ -444,6 +454,12 @@ class _Reader:
             if axis not in (1, -1):
                 raise self.refuse(node, f"has axis={axis}: it normalises across the batch's "
                                         "rows; dlfr's softmax normalises each row")
+        if node.op_type in _ALPHAS:
+            alpha = attrs.get("alpha", _ALPHAS[node.op_type])
+            if alpha != _ALPHAS[node.op_type]:
+                raise self.refuse(node, f"has alpha={np.float32(alpha)!s}; dlfr's "
+                                        f"{_ACTIVATIONS[node.op_type]} has alpha "
+                                        f"{np.float32(_ALPHAS[node.op_type])!s} only")
         return _ACTIVATIONS[node.op_type]
 
     def _step(self, z: str, users: list[int]) -> str | None:

@@ -25,8 +25,10 @@ from ._names import ActivationName
 __all__ = [
     "ACTIVATIONS",
     "dense",
+    "elu",
     "forward",
     "identity",
+    "leaky_relu",
     "plain_dense_sigmoid",
     "plain_forward",
     "plain_sigmoid",
@@ -116,6 +118,22 @@ def relu(z) -> np.ndarray:
     """Rectifier: 0 where ``z < 0``, else `z`; NaN stays NaN."""
     z = _as_float(z)
     return np.where(z < 0, z.dtype.type(0), z)
+
+
+def leaky_relu(z) -> np.ndarray:
+    """Leaky rectifier: ``slope * z`` where ``z < 0`` (slope 0.01, in z's dtype), else `z`."""
+    z = _as_float(z)
+    return np.where(z < 0, z * z.dtype.type(_names.LEAKY_RELU_SLOPE), z)
+
+
+def elu(z) -> np.ndarray:
+    """Exponential linear unit, alpha 1: ``expm1(z)`` where ``z < 0``, else `z`.
+
+    -inf gives -1; NaN stays NaN (``expm1`` only ever sees ``min(z, 0)``, so
+    large `z` does not overflow it).
+    """
+    z = _as_float(z)
+    return np.where(z < 0, np.expm1(np.minimum(z, z.dtype.type(0))), z)
 
 
 def identity(z) -> np.ndarray:

@@ -30,8 +30,12 @@ enum dlfr_activation {
     DLFR_TANH = 2,
     DLFR_RELU = 3,
     DLFR_STEP = 4,
-    DLFR_SOFTMAX = 5
+    DLFR_SOFTMAX = 5,
+    DLFR_LEAKY_RELU = 6, /* z < 0: DLFR_LEAKY_RELU_SLOPE z; else z (PyTorch's default) */
+    DLFR_ELU = 7         /* z < 0: e^z - 1; else z (alpha 1) */
 };
+#define DLFR_ACTIVATION_LAST DLFR_ELU
+#define DLFR_LEAKY_RELU_SLOPE 0.01
 
 enum dlfr_loss { DLFR_MSE = 0, DLFR_CROSS_ENTROPY = 1 };
 

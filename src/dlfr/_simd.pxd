@@ -14,6 +14,7 @@ from libc.stdint cimport int64_t
 cdef extern from "_simd.h" nogil:
     int DLFR_PANEL
     int DLFR_CACHE_LINE
+    double DLFR_LEAKY_RELU_SLOPE
     enum:
         DLFR_IDENTITY
         DLFR_SIGMOID
@@ -21,6 +22,8 @@ cdef extern from "_simd.h" nogil:
         DLFR_RELU
         DLFR_STEP
         DLFR_SOFTMAX
+        DLFR_LEAKY_RELU
+        DLFR_ELU
     enum:
         DLFR_MSE
         DLFR_CROSS_ENTROPY

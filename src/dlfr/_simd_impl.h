@@ -53,32 +53,73 @@ static const double FN(exp_poly)[] = {1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0
 #endif
 #define EXP_TERMS (sizeof FN(exp_poly) / sizeof FN(exp_poly)[0])
 
-/* e^x for x <= 0 (or NaN), correct to about 1 ulp down into the denormals:
- * e^r by the polynomial, then 2^k put into the exponent bits in two halves so
- * that k may go below the normal range. */
-static inline REAL FN(exp_nonpos)(REAL x)
+/* The reduction and polynomial for x not above 0: x = k ln2 + r, returns
+ * q = e^r - 1 = r + r^2 P(r) and sets *t, which holds k in its low mantissa
+ * bits (read off as bits(t) - bits(EXP_MAGIC), no float->int conversion). */
+static inline REAL FN(exp_reduced)(REAL x, REAL *t)
 {
-    x = (x < EXP_LO) ? EXP_LO : x; /* NaN passes through */
-    REAL t = x * EXP_LOG2E + EXP_MAGIC;
-    REAL kf = t - EXP_MAGIC;
+    *t = x * EXP_LOG2E + EXP_MAGIC;
+    REAL kf = *t - EXP_MAGIC;
     REAL r = x - kf * EXP_LN2_HI;
     r = r - kf * EXP_LN2_LO;
     REAL p = FN(exp_poly)[0];
     for (size_t i = 1; i < EXP_TERMS; i++) p = p * r + FN(exp_poly)[i];
-    p = p * r * r + r + 1;
+    return p * r * r + r;
+}
+
 #if DLFR_IS_F32
-    /* k = t's integer part, read off its low mantissa bits (no float->int). */
+#define EXP_BIAS 127
+#define EXP_MANT 23
+#else
+#define EXP_BIAS 1023
+#define EXP_MANT 52
+#endif
+
+/* e^x for x <= 0 (or NaN), correct to about 1 ulp down into the denormals:
+ * e^r = 1 + q, then 2^k put into the exponent bits in two halves so that k
+ * may go below the normal range. */
+static inline REAL FN(exp_nonpos)(REAL x)
+{
+    x = (x < EXP_LO) ? EXP_LO : x; /* NaN passes through */
+    REAL t;
+    REAL p = FN(exp_reduced)(x, &t) + 1;
+#if DLFR_IS_F32
     int32_t k = (int32_t)(FN(bits)(t) - FN(bits)(EXP_MAGIC));
     int32_t k1 = k / 2, k2 = k - k1;
-    REAL s1 = FN(from_bits)((UINT)(k1 + 127) << 23);
-    REAL s2 = FN(from_bits)((UINT)(k2 + 127) << 23);
 #else
     int64_t k = (int64_t)(FN(bits)(t) - FN(bits)(EXP_MAGIC));
     int64_t k1 = k / 2, k2 = k - k1;
-    REAL s1 = FN(from_bits)((UINT)(k1 + 1023) << 52);
-    REAL s2 = FN(from_bits)((UINT)(k2 + 1023) << 52);
 #endif
+    REAL s1 = FN(from_bits)((UINT)(k1 + EXP_BIAS) << EXP_MANT);
+    REAL s2 = FN(from_bits)((UINT)(k2 + EXP_BIAS) << EXP_MANT);
     return p * s1 * s2;
+}
+
+/* e^x - 1 for x <= 0 (or NaN), to about 1 ulp however close x is to 0 (e^x
+ * - 1 from exp_nonpos would cancel there): q = e^r - 1 without its 1 (k = 0
+ * near 0 leaves r = x exactly), then e^x - 1 = 2^k q + (2^k - 1), where 2^k
+ * - 1 is exact while it matters. Below EXPM1_LO the result rounds to -1, so
+ * x is clamped there and 2^k stays a normal number, put in at once. */
+#if DLFR_IS_F32
+#define EXPM1_LO (-32.0f)
+#else
+#define EXPM1_LO (-64.0)
+#endif
+static inline REAL FN(expm1_nonpos)(REAL x)
+{
+    x = (x < EXPM1_LO) ? EXPM1_LO : x; /* NaN passes through */
+    REAL t;
+    REAL q = FN(exp_reduced)(x, &t);
+    /* unsigned arithmetic: a NaN's bits give some s, and s q is NaN whatever it is */
+    REAL s = FN(from_bits)((FN(bits)(t) - FN(bits)(EXP_MAGIC) + EXP_BIAS) << EXP_MANT);
+    return s * q + (s - 1);
+}
+
+/* ELU (alpha 1): z where z >= 0 (and NaN), e^z - 1 below; -inf gives -1. */
+static inline REAL FN(elu1)(REAL z)
+{
+    REAL e = FN(expm1_nonpos)(z < 0 ? z : 0); /* both sides, so the select vectorises */
+    return z < 0 ? e : z;
 }
 
 /* sigma(z) with e = e^-|z| <= 1: never overflows, exact 0.5 at 0. */
@@ -90,6 +131,8 @@ static inline REAL FN(sigmoid1)(REAL z)
     return z >= 0 ? s : es;
 }
 
+/* One value through activation `act` (not softmax, which works on rows):
+ * the definitions activate's loops vectorise, `act` being a constant there. */
 static inline REAL FN(activate1)(REAL z, int act)
 {
     switch (act) {
@@ -97,6 +140,8 @@ static inline REAL FN(activate1)(REAL z, int act)
     case DLFR_TANH: return RTANH(z);
     case DLFR_RELU: return z < 0 ? (REAL)0 : z;
     case DLFR_STEP: return z >= 0 ? (REAL)1 : (z < 0 ? (REAL)0 : z); /* NaN stays */
+    case DLFR_LEAKY_RELU: return z < 0 ? z * (REAL)DLFR_LEAKY_RELU_SLOPE : z;
+    case DLFR_ELU: return FN(elu1)(z);
     default: return z;
     }
 }
@@ -406,15 +451,16 @@ void FN(activate)(const REAL *z, REAL *out, ptrdiff_t n, int act)
     case DLFR_TANH:
         for (ptrdiff_t i = 0; i < n; i++) out[i] = RTANH(z[i]);
         break;
-    case DLFR_RELU:
-        SIMD_LOOP
-        for (ptrdiff_t i = 0; i < n; i++) out[i] = z[i] < 0 ? (REAL)0 : z[i];
-        break;
-    case DLFR_STEP:
-        SIMD_LOOP
-        for (ptrdiff_t i = 0; i < n; i++)
-            out[i] = z[i] >= 0 ? (REAL)1 : (z[i] < 0 ? (REAL)0 : z[i]);
-        break;
+#define EACH(ACT)                                                          \
+    do {                                                                   \
+        SIMD_LOOP                                                          \
+        for (ptrdiff_t i = 0; i < n; i++) out[i] = FN(activate1)(z[i], ACT); \
+    } while (0)
+    case DLFR_RELU: EACH(DLFR_RELU); break;
+    case DLFR_STEP: EACH(DLFR_STEP); break;
+    case DLFR_LEAKY_RELU: EACH(DLFR_LEAKY_RELU); break;
+    case DLFR_ELU: EACH(DLFR_ELU); break;
+#undef EACH
     default:
         if (out != z)
             for (ptrdiff_t i = 0; i < n; i++) out[i] = z[i];
@@ -464,6 +510,15 @@ void FN(act_backward)(REAL *delta, const REAL *a, ptrdiff_t rows, ptrdiff_t cols
             break;
         case DLFR_STEP: /* flat almost everywhere: no gradient flows */
             for (ptrdiff_t j = 0; j < cols; j++) d[j] = 0;
+            break;
+        case DLFR_LEAKY_RELU: /* a has z's sign */
+            SIMD_LOOP
+            for (ptrdiff_t j = 0; j < cols; j++)
+                d[j] = y[j] > 0 ? d[j] : d[j] * (REAL)DLFR_LEAKY_RELU_SLOPE;
+            break;
+        case DLFR_ELU: /* a = e^z - 1 below 0: f'(z) = e^z = a + 1 */
+            SIMD_LOOP
+            for (ptrdiff_t j = 0; j < cols; j++) d[j] = y[j] > 0 ? d[j] : d[j] * (y[j] + 1);
             break;
         default:
             break;
@@ -1239,6 +1294,9 @@ void FN(gemm_update)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdi
 #undef EXP_LN2_HI
 #undef EXP_LN2_LO
 #undef EXP_TERMS
+#undef EXPM1_LO
+#undef EXP_BIAS
+#undef EXP_MANT
 #undef LOOP_PREFETCH
 #undef PAIR_KERNEL
 #undef FEWV

@@ -19,8 +19,8 @@ from ._names import ACTIVATION_CODES, ACTIVATIONS, ActivationName, lookup
 from ._validation import F32, F64, as_array, as_float_input, check_ndim, out_array
 
 __all__ = [
-    "ACTIVATIONS", "dense", "identity", "relu", "sigmoid", "sigmoid_backward",
-    "sigmoid_prime", "softmax", "step", "tanh",
+    "ACTIVATIONS", "dense", "elu", "identity", "leaky_relu", "relu", "sigmoid",
+    "sigmoid_backward", "sigmoid_prime", "softmax", "step", "tanh",
 ]
 
 
@@ -50,6 +50,20 @@ def tanh(z: Any, out: Any = None) -> Any:
 def relu(z: Any, out: Any = None) -> Any:
     """max(z, 0) elementwise; NaN stays NaN."""
     return _elementwise(z, out, _kernels.activate, _kernels.RELU)
+
+
+def leaky_relu(z: Any, out: Any = None) -> Any:
+    """0.01 * z where z < 0, else z, elementwise (PyTorch's default slope); NaN stays NaN."""
+    return _elementwise(z, out, _kernels.activate, _kernels.LEAKY_RELU)
+
+
+def elu(z: Any, out: Any = None) -> Any:
+    """The exponential linear unit, alpha 1: e^z - 1 where z < 0, else z, elementwise.
+
+    e^z - 1 is computed within about 1 ulp of expm1 however close z is to 0;
+    -inf gives -1, NaN stays NaN.
+    """
+    return _elementwise(z, out, _kernels.activate, _kernels.ELU)
 
 
 def step(z: Any, out: Any = None) -> Any:
@@ -115,7 +129,7 @@ def dense(X: Any, W: Any, b: Any, activation: ActivationName = "sigmoid",
         anything else becomes float64) is the dtype of the computation: X and
         b are converted to it.
     b : array, shape (n_out,)
-    activation : {"identity", "sigmoid", "tanh", "relu", "step", "softmax"}
+    activation : {"identity", "sigmoid", "tanh", "relu", "step", "softmax", "leaky_relu", "elu"}
     out : array, shape (n_samples, n_out), optional
         Written in place and returned; must not overlap X, W or b.
 

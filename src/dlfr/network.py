@@ -27,7 +27,8 @@ class Network:
     activation : str
         Activation of the hidden layers (and of the output unless
         ``output_activation`` is given): "sigmoid", "tanh", "relu",
-        "identity" or "step" (``fit`` trains all but the step).
+        "leaky_relu" (slope 0.01), "elu" (alpha 1), "identity" or "step"
+        (``fit`` trains all but the step).
     output_activation : str, optional
         Activation of the last layer, e.g. "softmax" or "identity".
     dtype : "float32" or "float64"

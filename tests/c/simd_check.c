@@ -186,11 +186,36 @@ static int compare(const void *out, const void *ref, ptrdiff_t n, ptrdiff_t pad,
     return 1;
 }
 
+/* ELU and leaky ReLU at every level against their definitions, in double
+ * with libm's expm1 (so the aarch64 build is checked against something else
+ * than itself too): z itself for z >= 0, +inf and NaN; -1 at -inf; e^z - 1
+ * or the slope times z below 0, to the sigmoid's tolerance. */
+static void check_against_libm(const char *kernel, int act, const void *z, const void *out,
+                               ptrdiff_t n)
+{
+    const double atol = f64 ? 1e-300 : 1e-38;
+    for (ptrdiff_t i = 0; i < n; i++) {
+        double x = get(z, i), y = get(out, i), want;
+        if (isnan(x) || x >= 0)
+            want = x;
+        else if (act == DLFR_ELU)
+            want = isinf(x) ? -1.0 : expm1(x);
+        else /* the product in the dtype: one rounding */
+            want = f64 ? x * DLFR_LEAKY_RELU_SLOPE
+                       : (double)((float)x * (float)DLFR_LEAKY_RELU_SLOPE);
+        double tol = act == DLFR_ELU ? tol_sigmoid() * fabs(want) + atol : 0.0;
+        if (!agree(y, want, tol) || (x < 0 && act == DLFR_ELU && !(y >= -1 && y <= 0))) {
+            verdict(kernel, 0, "act %d (%.17g) = %.17g, expected %.17g", act, x, y, want);
+            return;
+        }
+    }
+}
+
 static void check_unary(int level)
 {
     static const char *const names[] = {"sigmoid", "sigmoid_prime", "activate"};
     for (int which = 0; which < 3; which++)
-        for (int act = 0; act <= (which == 2 ? DLFR_SOFTMAX : 0); act++)
+        for (int act = 0; act <= (which == 2 ? DLFR_ACTIVATION_LAST : 0); act++)
             for (int l = 0; l < N_LENGTHS; l++) {
                 ptrdiff_t n = LENGTHS[l], pad = 9;
                 void *z = elementwise_input(n);
@@ -231,6 +256,8 @@ static void check_unary(int level)
                             break;
                         }
                     }
+                if (which == 2 && (act == DLFR_ELU || act == DLFR_LEAKY_RELU))
+                    check_against_libm(names[which], act, z, out, n);
                 dlfr_aligned_free(z);
                 dlfr_aligned_free(ref);
                 dlfr_aligned_free(out);
@@ -298,7 +325,7 @@ static void check_bias_act(int level)
     for (int ri = 0; ri < N_ROWS; ri++)
         for (int ci = 0; ci < N_COLS; ci++)
             for (int variant = 0; variant < 3; variant++)
-                for (int act = 0; act <= DLFR_SOFTMAX; act++)
+                for (int act = 0; act <= DLFR_ACTIVATION_LAST; act++)
                     for (int with_bias = 0; with_bias < 2; with_bias++) {
                         ptrdiff_t rows = ROWS[ri], cols = COLS[ci], ld = stride(cols, variant);
                         ptrdiff_t total = rows * ld + 7;
@@ -346,7 +373,7 @@ static void check_act_backward(int level)
     for (int ri = 0; ri < N_ROWS; ri++)
         for (int ci = 0; ci < N_COLS; ci++)
             for (int variant = 0; variant < 3; variant++)
-                for (int act = 0; act <= DLFR_SOFTMAX; act++) {
+                for (int act = 0; act <= DLFR_ACTIVATION_LAST; act++) {
                     ptrdiff_t rows = ROWS[ri], cols = COLS[ci], ld = stride(cols, variant);
                     ptrdiff_t total = rows * ld + 3;
                     void *D = alloc(total), *A = alloc(total);
@@ -354,8 +381,10 @@ static void check_act_backward(int level)
                     for (ptrdiff_t r = 0; r < rows; r++)
                         for (ptrdiff_t c = 0; c < cols; c++) {
                             set(D, r * ld + c, uniform(-2, 2));
+                            /* outputs the activation can give */
                             set(A, r * ld + c, act == DLFR_SIGMOID ? uniform(0, 1)
                                                : act == DLFR_TANH  ? uniform(-1, 1)
+                                               : act == DLFR_ELU   ? uniform(-1, 3)
                                                                    : uniform(-3, 3));
                         }
                     if (cols > 1) set(D, cols - 1, NAN);
@@ -511,11 +540,13 @@ static void check_output_delta(int level)
 {
     static const ptrdiff_t rows_list[] = {1, 2, 5, 16, 33};
     static const ptrdiff_t outs[] = {1, 2, 3, 10, 16, 17, 40};
-    static const int acts[] = {DLFR_SIGMOID, DLFR_SOFTMAX, DLFR_IDENTITY, DLFR_TANH, DLFR_RELU};
+    static const int acts[] = {DLFR_SIGMOID, DLFR_SOFTMAX, DLFR_IDENTITY, DLFR_TANH,
+                               DLFR_RELU,    DLFR_LEAKY_RELU, DLFR_ELU};
+    enum { N_ACTS = sizeof acts / sizeof acts[0] };
     for (int ri = 0; ri < 5; ri++)
         for (int oi = 0; oi < 7; oi++)
             for (int variant = 0; variant < 3; variant++)
-                for (int ai = 0; ai < 5; ai++)
+                for (int ai = 0; ai < N_ACTS; ai++)
                     for (int loss = 0; loss < 2; loss++)
                         for (int weighted = 0; weighted < 2; weighted++)
                             check_output_delta_case(level, rows_list[ri], outs[oi],

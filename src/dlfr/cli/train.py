@@ -11,6 +11,7 @@ import numpy as np
 from .._names import ActivationName, DTypeName, LossName
 from .._validation import targets
 from ..network import Network
+from ..training import History
 from .data import training_data
 from .errors import CLIError
 from .files import check_writable, refuse_overwriting, write_json
@@ -60,6 +61,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--val-split", type=fraction, default=None, metavar="F",
                    help="hold out the last fraction F for validation "
                    "(default 0.2 for the bundled digits, else 0)")
+    p.add_argument("--early-stopping", action="store_true",
+                   help="stop when the validation loss has not improved for --patience "
+                   "epochs, keeping the best epoch's weights (needs --val-split)")
+    p.add_argument("--patience", type=positive_int, default=10, metavar="N",
+                   help="epochs without improvement before --early-stopping stops (default 10)")
     p.add_argument("--history", metavar="FILE.json", help="also write the history as JSON")
     add_no_progress(p)
     p.add_argument("--out", required=True, metavar="MODEL.npz", help="where to save the model")
@@ -73,6 +79,7 @@ def _run(args: argparse.Namespace) -> None:
         loss=args.loss, activation=args.activation, output_activation=args.output_activation,
         dtype=args.dtype, seed=args.seed, limit=args.limit, val_split=args.val_split,
         history_path=args.history, progress=progress_wanted(args.no_progress),
+        early_stopping=args.early_stopping, patience=args.patience,
     )
 
 
@@ -95,13 +102,16 @@ def train(
     val_split: float | None = None,
     history_path: str | None = None,
     progress: bool = False,
+    early_stopping: bool = False,
+    patience: int = 10,
 ) -> None:
     """Train a network on ``data`` (see :func:`dlfr.cli.data.training_data`), save it to
     ``out`` and, with ``history_path``, its history and recipe as JSON.
 
     Everything that can be checked before training is: the output paths, the data against
     ``sizes``, the labels against the output width. ``val_split`` (default 0.2 for the
-    bundled digits, else 0) holds out the last fraction of the samples for validation.
+    bundled digits, else 0) holds out the last fraction of the samples for validation;
+    ``early_stopping`` stops on its loss (see :meth:`dlfr.Network.fit`).
     """
     out = check_writable(out)
     if history_path:
@@ -122,6 +132,8 @@ def train(
         val_split = 0.2 if samples.bundled else 0.0
     n_val = int(round(len(X) * val_split))
     validation = None
+    if early_stopping and not n_val:
+        raise CLIError("--early-stopping needs validation samples: give --val-split F")
     if n_val:
         if n_val >= len(X):
             raise CLIError(f"--val-split {val_split} leaves no training samples of {len(X)}")
@@ -142,9 +154,14 @@ def train(
     history = net.fit(
         X, y, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, loss=loss,
         seed=seed, validation_data=validation, verbose=progress,
+        early_stopping=early_stopping, patience=patience,
     )
     seconds = time.perf_counter() - start
     _print_history(history)
+    if history.stopped_epoch is not None:
+        print(f"stopped early after epoch {history.stopped_epoch + 1}")
+    if early_stopping and history.best_epoch is not None:
+        print(f"kept the weights of epoch {history.best_epoch + 1} (best validation loss)")
     print(f"trained in {seconds:.2f} s")
     net.save(out)
     print(f"saved the model to {out}")
@@ -156,12 +173,14 @@ def train(
             "epochs": epochs, "batch_size": batch_size,
             "learning_rate": learning_rate, "loss": loss, "seed": seed,
             "n_train": len(X), "n_validation": n_val, "seconds": seconds,
+            "early_stopping": early_stopping, "patience": patience,
+            "best_epoch": history.best_epoch, "stopped_epoch": history.stopped_epoch,
             "history": history,
         })
         print(f"saved the history to {history_path}")
 
 
-def _print_history(history: dict[str, list[float]]) -> None:
+def _print_history(history: History) -> None:
     keys = list(history)
     print("epoch  " + "  ".join(f"{k:>12}" for k in keys))
     for i in range(len(history[keys[0]])):
