@@ -268,7 +268,9 @@ def test_network_is_the_model(small):
 
 def test_activation_names(small):
     X, y = small
-    for name, expected in [("logistic", "sigmoid"), ("sigmoid", "sigmoid"), ("tanh", "tanh")]:
+    names = [("logistic", "sigmoid"), ("sigmoid", "sigmoid"), ("tanh", "tanh"),
+             ("leaky_relu", "leaky_relu"), ("elu", "elu")]
+    for name, expected in names:
         est = quick(MLPClassifier, activation=name, max_iter=1)
         with pytest.warns(ConvergenceWarning):
             est.fit(X, y)

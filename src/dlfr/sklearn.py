@@ -534,9 +534,9 @@ _PARAMETERS = """
     hidden_layer_sizes : int or sequence of int, default (100,)
         Units of each hidden layer (an empty sequence: none).
     activation : str, default "relu"
-        Of the hidden layers: "logistic" (dlfr's "sigmoid"), "tanh", "relu",
-        "identity", or any other activation dlfr trains in a hidden layer
-        (``dlfr._names.TRAINABLE_HIDDEN``).
+        Of the hidden layers: scikit-learn's "logistic" (dlfr's "sigmoid"),
+        "tanh", "relu", "identity", and dlfr's "leaky_relu" (slope 0.01) and
+        "elu" (alpha 1): every activation dlfr trains in a hidden layer.
     solver : {"adam", "sgd"}, default "adam"
         dlfr's Adam, or SGD with ``momentum`` (Nesterov's if
         ``nesterovs_momentum``). scikit-learn's "lbfgs" is not offered.
