@@ -350,6 +350,6 @@ def test_the_compiled_epoch_refuses_weights_it_cannot_read():
     for w in (np.ones(4, np.float32), np.ones(5, np.float64), np.ones((5, 1), np.float32),
               np.ones(10, np.float32)[::2], [1.0] * 5):
         with pytest.raises(ValueError, match="sample_weight must be a C-contiguous"):
-            trainer.epoch(weights, biases, n_outs, acts, X, Y, order, 0.1, 0, w)
+            trainer.epoch(weights, biases, n_outs, acts, X, Y, order, 0.1, 0, None, w)
     for p, p0 in zip(weights + biases, before, strict=True):
         np.testing.assert_array_equal(p, p0)

@@ -50,7 +50,7 @@ finally:
     if _omp_wait is not None:
         os.environ.pop("GOMP_SPINCOUNT", None)
 
-from . import datasets, kernels  # noqa: E402
+from . import datasets, kernels, optimizers  # noqa: E402
 from ._config import show_config  # noqa: E402
 from .layers import Dense  # noqa: E402
 from .network import Network  # noqa: E402
@@ -58,4 +58,7 @@ from .perceptron import Perceptron  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["Dense", "Network", "Perceptron", "__version__", "datasets", "kernels", "show_config"]
+__all__ = [
+    "Dense", "Network", "Perceptron", "__version__", "datasets", "kernels", "optimizers",
+    "show_config",
+]

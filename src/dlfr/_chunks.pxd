@@ -22,8 +22,8 @@ cdef enum:
     SLICE_WORK = 1 << 27
     # A forward pass over this many bytes of float input or more reads its
     # first layer with gemm_stream: X then comes from memory, not cache, and
-    # the prefetches of the next rows pay (784->16 at 65536 rows, AVX2:
-    # 66 -> 84 GFLOP/s a core); below it they cost a few per cent.
+    # the prefetches of the next rows pay (see docs/architecture.md); below
+    # it they cost a few per cent.
     STREAM_MIN_BYTES = 1 << 23
 
 

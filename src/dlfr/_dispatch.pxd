@@ -11,7 +11,7 @@
 
 from cython cimport floating
 
-from ._simd cimport dlfr_prefetch
+from ._simd cimport dlfr_prefetch, dlfr_step
 
 
 cdef enum:
@@ -68,5 +68,9 @@ cdef void _act_backward(floating *D, const floating *A, Py_ssize_t rows, Py_ssiz
                         Py_ssize_t ld, int act) noexcept nogil
 cdef void _bias_update(floating *b, const floating *D, Py_ssize_t rows, Py_ssize_t cols,
                        Py_ssize_t ld, floating alpha) noexcept nogil
+cdef void _optimizer_step(floating *p, floating *grad, floating *s1, floating *s2,
+                          Py_ssize_t n, const dlfr_step *step) noexcept nogil
+cdef double _sum_squares(const floating *x, const floating *y, double c,
+                         Py_ssize_t n) noexcept nogil
 cdef Py_ssize_t _first_nonfinite_row(const floating *X, Py_ssize_t rows,
                                      Py_ssize_t cols) noexcept nogil

@@ -246,6 +246,24 @@ cdef void _bias_update(floating *b, const floating *D, Py_ssize_t rows, Py_ssize
         dlfr_bias_update_f64(b, D, rows, cols, ld, alpha)
 
 
+cdef void _optimizer_step(floating *p, floating *grad, floating *s1, floating *s2,
+                          Py_ssize_t n, const dlfr_step *step) noexcept nogil:
+    """One optimizer step on p[:n] from grad (then zeroed); see _simd.h's dlfr_step."""
+    if floating is float:
+        dlfr_optimizer_step_f32(p, grad, s1, s2, n, step)
+    else:
+        dlfr_optimizer_step_f64(p, grad, s1, s2, n, step)
+
+
+cdef double _sum_squares(const floating *x, const floating *y, double c,
+                         Py_ssize_t n) noexcept nogil:
+    """The sum of (x[i] + c y[i])^2 over i < n, in double (y may be NULL)."""
+    if floating is float:
+        return dlfr_sum_squares_f32(x, y, c, n)
+    else:
+        return dlfr_sum_squares_f64(x, y, c, n)
+
+
 cdef Py_ssize_t _first_nonfinite_row(const floating *X, Py_ssize_t rows,
                                      Py_ssize_t cols) noexcept nogil:
     """The first of X's rows holding NaN or inf, or -1 (see _finite.h)."""

@@ -92,7 +92,7 @@ class EarlyStopping:
 
         A NaN value never improves and is never the best.
         """
-        score = self._sign * value
+        score = self.score(value)
         if score < self._best - self.min_delta:
             self.wait = 0
         else:
@@ -102,6 +102,10 @@ class EarlyStopping:
             self.best_epoch = epoch
             return True
         return False
+
+    def score(self, value: float) -> float:
+        """A value of the metric as a score where lower is better (accuracy negated)."""
+        return self._sign * value
 
     @property
     def exhausted(self) -> bool:

@@ -4,7 +4,7 @@ The compiled code is split along its seams, one extension module each (see
 docs/architecture.md): ``_dispatch`` (the C kernels, their SIMD level and
 the thread cap: process-wide state, in that module alone), ``_blas``,
 ``_ops`` (elementwise kernels and the dense layer), ``_engine`` (a
-network's forward pass) and ``_trainer`` (an epoch of SGD). This module
+network's forward pass) and ``_trainer`` (an epoch of training). This module
 gathers the names the rest of dlfr and its tests call; importing it imports
 every compiled module, so a missing one fails here, loudly.
 """
@@ -40,7 +40,16 @@ from ._ops import (
     sigmoid_prime,
     softmax_rows,
 )
-from ._trainer import LOSS_CROSS_ENTROPY, LOSS_MSE, Trainer
+from ._trainer import (
+    LOSS_CROSS_ENTROPY,
+    LOSS_MSE,
+    RULE_ADAM,
+    RULE_MOMENTUM,
+    RULE_NESTEROV,
+    RULE_SGD,
+    Trainer,
+    Update,
+)
 
 #: The compiled modules; each cimports only modules listed before it.
 MODULES = ("_dispatch", "_blas", "_ops", "_engine", "_trainer")
@@ -48,9 +57,10 @@ MODULES = ("_dispatch", "_blas", "_ops", "_engine", "_trainer")
 __all__ = [
     "CACHE_LINE", "ELU", "FEW_ROWS_OWN", "IDENTITY", "LEAKY_RELU", "LEAKY_RELU_SLOPE",
     "LOSS_CROSS_ENTROPY", "LOSS_MSE", "MAX_NETWORK_LAYERS", "MODULES", "PANEL",
-    "PARALLEL_MIN_ELEMENTS",
-    "PARALLEL_MIN_ROWS", "RELU", "SIGMOID", "SIMD_LEVELS", "SOFTMAX", "STEP", "TANH",
-    "THREAD_CAP", "Engine", "Trainer", "activate", "build_info", "decide_rows", "dense",
+    "PARALLEL_MIN_ELEMENTS", "PARALLEL_MIN_ROWS", "RELU", "RULE_ADAM", "RULE_MOMENTUM",
+    "RULE_NESTEROV", "RULE_SGD", "SIGMOID", "SIMD_LEVELS", "SOFTMAX", "STEP", "TANH",
+    "THREAD_CAP", "Engine", "Trainer", "Update", "activate", "build_info", "decide_rows",
+    "dense",
     "dense_fast", "gemm_wide", "max_threads", "select_simd", "set_blas_max_rows",
     "sigmoid_backward", "sigmoid_prime", "softmax_rows",
 ]

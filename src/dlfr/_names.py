@@ -1,5 +1,5 @@
-"""The names dlfr understands, each listed once: activations, losses, dtypes,
-early stopping's monitors.
+"""The names dlfr understands, each listed once: activations, losses, optimizers,
+learning-rate schedules, dtypes, early stopping's monitors.
 
 The ``Literal`` types give the choices to signatures, stubs and type
 checkers; the tables say what a name means to the compiled kernels (its code,
@@ -20,6 +20,8 @@ from . import _kernels
 ActivationName = Literal[
     "identity", "sigmoid", "tanh", "relu", "step", "softmax", "leaky_relu", "elu"]
 LossName = Literal["mse", "cross_entropy"]
+OptimizerName = Literal["sgd", "momentum", "nesterov", "adam"]
+ScheduleName = Literal["constant", "invscaling", "adaptive"]
 #: What early stopping watches: a history key, measured after each epoch.
 MonitorName = Literal["val_loss", "val_accuracy"]
 DTypeName = Literal["float32", "float64"]
@@ -60,6 +62,11 @@ LOSS_CODES: dict[LossName, int] = {
     "cross_entropy": _kernels.LOSS_CROSS_ENTROPY,
 }
 
+#: Every optimizer ``fit`` takes by name (dlfr.optimizers: plain SGD, SGD with
+#: momentum 0.9, with Nesterov momentum 0.9, Adam).
+OPTIMIZERS: tuple[OptimizerName, ...] = get_args(OptimizerName)
+#: Every learning-rate schedule (scikit-learn's ``learning_rate`` choices).
+SCHEDULES: tuple[ScheduleName, ...] = get_args(ScheduleName)
 #: Every metric early stopping can watch.
 MONITORS: tuple[MonitorName, ...] = get_args(MonitorName)
 

@@ -97,6 +97,7 @@ static void prefetch_next(const struct dlfr_prefetch *ahead, struct prefetch_cur
 #define DLFR_IS_F32 1
 #define RFABS fabsf
 #define RTANH tanhf
+#define RSQRT sqrtf
 #include "_simd_levels.h"
 #undef REAL
 #undef UINT
@@ -104,6 +105,7 @@ static void prefetch_next(const struct dlfr_prefetch *ahead, struct prefetch_cur
 #undef DLFR_IS_F32
 #undef RFABS
 #undef RTANH
+#undef RSQRT
 
 #define REAL double
 #define UINT uint64_t
@@ -111,6 +113,7 @@ static void prefetch_next(const struct dlfr_prefetch *ahead, struct prefetch_cur
 #define DLFR_IS_F32 0
 #define RFABS fabs
 #define RTANH tanh
+#define RSQRT sqrt
 #include "_simd_levels.h"
 
 /* ---- dispatch ---- */

@@ -39,6 +39,27 @@ enum dlfr_activation {
 
 enum dlfr_loss { DLFR_MSE = 0, DLFR_CROSS_ENTROPY = 1 };
 
+/* The optimizers' update rules (struct dlfr_step's rule). */
+enum dlfr_rule { DLFR_RULE_SGD = 0, DLFR_RULE_MOMENTUM = 1, DLFR_RULE_NESTEROV = 2, DLFR_RULE_ADAM = 3 };
+
+/* One optimizer step's coefficients, for optimizer_step (scikit-learn's
+ * formulas, sklearn/neural_network/_stochastic_optimizers.py). The gradient
+ * a step takes is g = grad_scale * (grad + decay * p): grad_scale clips the
+ * batch's gradient to a global norm (1: no clipping), decay is L2's lambda/n
+ * (0 for biases). Then, by rule:
+ *   SGD       p -= lr g
+ *   MOMENTUM  v = momentum v - lr g; p += v                    (v: s1)
+ *   NESTEROV  v = momentum v - lr g; p += momentum v - lr g    (v: s1)
+ *   ADAM      m = beta_1 m + (1 - beta_1) g; s = beta_2 s + (1 - beta_2) g^2;
+ *             p -= lr m / (sqrt(s) + epsilon)                  (m: s1, s: s2)
+ * where Adam's lr is the bias-corrected step lr_0 sqrt(1 - beta_2^t) /
+ * (1 - beta_1^t) of step t. The coefficients are rounded to the kernel's
+ * dtype once, as NumPy rounds a Python float meeting a float32 array. */
+struct dlfr_step {
+    int rule;
+    double lr, momentum, beta_1, beta_2, epsilon, grad_scale, decay;
+};
+
 /* Rows a kernel should bring toward the cache while it computes (the next
  * mini-batch's inputs, so that its forward pass does not wait on memory):
  * row r starts at base + (index ? index[r] : r) * row_bytes. */
@@ -135,7 +156,17 @@ void dlfr_aligned_free(void *p);
     /* b[:cols] += alpha * (column sums of D[:rows, :cols], row stride ld). */     \
     X(REAL, S, void, bias_update,                                                  \
       (REAL *b, const REAL *D, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t ld, REAL alpha), \
-      (b, D, rows, cols, ld, alpha))
+      (b, D, rows, cols, ld, alpha))                                               \
+    /* One optimizer step (struct dlfr_step) on the n parameters p from their  \
+     * gradient grad, which it leaves zeroed for the next batch to accumulate  \
+     * into; s1, s2: the rule's state (NULL where the rule keeps none).       */ \
+    X(REAL, S, void, optimizer_step,                                               \
+      (REAL *p, REAL *grad, REAL *s1, REAL *s2, ptrdiff_t n,                       \
+       const struct dlfr_step *step),                                              \
+      (p, grad, s1, s2, n, step))                                                  \
+    /* The sum over i < n of (x[i] + c y[i])^2, in double (y may be NULL: x[i]^2). */ \
+    X(REAL, S, double, sum_squares, (const REAL *x, const REAL *y, double c, ptrdiff_t n), \
+      (x, y, c, n))
 
 /* `return` before a call whose value the kernel returns (a void function may
  * not return an expression in C) */

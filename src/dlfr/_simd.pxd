@@ -28,6 +28,11 @@ cdef extern from "_simd.h" nogil:
         DLFR_MSE
         DLFR_CROSS_ENTROPY
     enum:
+        DLFR_RULE_SGD
+        DLFR_RULE_MOMENTUM
+        DLFR_RULE_NESTEROV
+        DLFR_RULE_ADAM
+    enum:
         DLFR_GENERIC
         DLFR_AVX2
         DLFR_AVX512
@@ -36,6 +41,9 @@ cdef extern from "_simd.h" nogil:
         const char *base
         const int64_t *index
         Py_ssize_t rows, row_bytes
+    struct dlfr_step:
+        int rule
+        double lr, momentum, beta_1, beta_2, epsilon, grad_scale, decay
     void *dlfr_aligned_alloc(size_t nbytes)
     void dlfr_aligned_free(void *p)
     int dlfr_simd_supported()
@@ -88,3 +96,9 @@ cdef extern from "_simd.h" nogil:
                               Py_ssize_t ld, float alpha)
     void dlfr_bias_update_f64(double *b, const double *D, Py_ssize_t rows, Py_ssize_t cols,
                               Py_ssize_t ld, double alpha)
+    void dlfr_optimizer_step_f32(float *p, float *grad, float *s1, float *s2, Py_ssize_t n,
+                                 const dlfr_step *step)
+    void dlfr_optimizer_step_f64(double *p, double *grad, double *s1, double *s2, Py_ssize_t n,
+                                 const dlfr_step *step)
+    double dlfr_sum_squares_f32(const float *x, const float *y, double c, Py_ssize_t n)
+    double dlfr_sum_squares_f64(const double *x, const double *y, double c, Py_ssize_t n)

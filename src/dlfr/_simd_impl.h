@@ -1286,6 +1286,146 @@ void FN(gemm_update)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdi
 }
 #endif
 
+/* ---- optimizers: one step on a parameter array (struct dlfr_step) ---- */
+
+#if VBYTES > 0
+/* The square root of each lane. A loop calling sqrt stays scalar (the C
+ * library's sqrt may set errno, which the compiler must honour); the
+ * instructions round correctly, as sqrt does, so every level agrees. */
+#if DLFR_IS_F32
+#define SQRT_X86(OP, VT, x) (FN(vec)) OP##_sqrt_ps((VT)(x))
+#define SQRT_NEON(x) (FN(vec)) vsqrtq_f32((float32x4_t)(x))
+#else
+#define SQRT_X86(OP, VT, x) (FN(vec)) OP##_sqrt_pd((VT##d)(x))
+#define SQRT_NEON(x) (FN(vec)) vsqrtq_f64((float64x2_t)(x))
+#endif
+static inline FN(vec) FN(vsqrt)(FN(vec) x)
+{
+#if DLFR_X86_DISPATCH && VBYTES == 64
+    return SQRT_X86(_mm512, __m512, x);
+#elif DLFR_X86_DISPATCH && VBYTES == 32
+    return SQRT_X86(_mm256, __m256, x);
+#elif DLFR_X86_DISPATCH && VBYTES == 16 /* SSE2: every x86-64 CPU */
+    return SQRT_X86(_mm, __m128, x);
+#elif DLFR_ARM_DISPATCH && VBYTES == 16 /* ASIMD: every aarch64 CPU */
+    return SQRT_NEON(x);
+#else
+    for (ptrdiff_t l = 0; l < VL; l++) x[l] = RSQRT(x[l]);
+    return x;
+#endif
+}
+#undef SQRT_X86
+#undef SQRT_NEON
+#endif
+
+/* Adam, a vector of lanes at a time where the level has vectors (the sqrt
+ * above), the last few elements one at a time with the same operations. */
+static void FN(adam_step)(REAL *p, REAL *grad, REAL *m, REAL *s, ptrdiff_t n,
+                          const struct dlfr_step *step)
+{
+    const REAL lr = (REAL)step->lr, scale = (REAL)step->grad_scale, decay = (REAL)step->decay;
+    const REAL b1 = (REAL)step->beta_1, c1 = (REAL)(1 - step->beta_1);
+    const REAL b2 = (REAL)step->beta_2, c2 = (REAL)(1 - step->beta_2);
+    const REAL eps = (REAL)step->epsilon;
+    ptrdiff_t i = 0;
+#if VBYTES > 0
+    const FN(vec) zero = {0};
+    for (; i + VL <= n; i += VL) {
+        FN(vec) pv, gv, mv, sv;
+        memcpy(&pv, p + i, sizeof pv);
+        memcpy(&gv, grad + i, sizeof gv);
+        memcpy(&mv, m + i, sizeof mv);
+        memcpy(&sv, s + i, sizeof sv);
+        gv = scale * (gv + decay * pv);
+        mv = b1 * mv + c1 * gv;
+        sv = b2 * sv + c2 * (gv * gv);
+        pv = pv - lr * mv / (FN(vsqrt)(sv) + eps);
+        memcpy(p + i, &pv, sizeof pv);
+        memcpy(m + i, &mv, sizeof mv);
+        memcpy(s + i, &sv, sizeof sv);
+        memcpy(grad + i, &zero, sizeof zero);
+    }
+#endif
+    for (; i < n; i++) {
+        REAL g = scale * (grad[i] + decay * p[i]);
+        REAL mi = b1 * m[i] + c1 * g;
+        REAL si = b2 * s[i] + c2 * (g * g);
+        p[i] = p[i] - lr * mi / (RSQRT(si) + eps);
+        m[i] = mi;
+        s[i] = si;
+        grad[i] = 0;
+    }
+}
+
+void FN(optimizer_step)(REAL *p, REAL *grad, REAL *s1, REAL *s2, ptrdiff_t n,
+                        const struct dlfr_step *step)
+{
+    const REAL lr = (REAL)step->lr, scale = (REAL)step->grad_scale, decay = (REAL)step->decay;
+    const REAL mu = (REAL)step->momentum;
+    switch (step->rule) {
+    case DLFR_RULE_SGD:
+        SIMD_LOOP
+        for (ptrdiff_t i = 0; i < n; i++) {
+            REAL g = scale * (grad[i] + decay * p[i]);
+            p[i] = p[i] - lr * g;
+            grad[i] = 0;
+        }
+        break;
+    case DLFR_RULE_MOMENTUM:
+    case DLFR_RULE_NESTEROV: {
+        /* p += a v - c g: the velocity itself (a = 1, c = 0, exactly v), or
+         * Nesterov's look ahead along it (a = momentum, c = lr) */
+        const int nesterov = step->rule == DLFR_RULE_NESTEROV;
+        const REAL a = nesterov ? mu : 1, c = nesterov ? lr : 0;
+        SIMD_LOOP
+        for (ptrdiff_t i = 0; i < n; i++) {
+            REAL g = scale * (grad[i] + decay * p[i]);
+            REAL v = mu * s1[i] - lr * g;
+            s1[i] = v;
+            p[i] = p[i] + (a * v - c * g);
+            grad[i] = 0;
+        }
+        break;
+    }
+    case DLFR_RULE_ADAM:
+        FN(adam_step)(p, grad, s1, s2, n, step);
+        break;
+    default: /* the callers pass the rules above alone */
+        break;
+    }
+}
+
+/* Eight independent sums, each over every eighth term in order (the
+ * compiler may hold them in vector registers), added in a fixed tree: the
+ * same order at every level. */
+#define SQUARES(TERM)                                                               \
+    double acc[8] = {0};                                                            \
+    ptrdiff_t i = 0;                                                                \
+    for (; i + 8 <= n; i += 8)                                                      \
+        for (int l = 0; l < 8; l++) {                                               \
+            double t = TERM(i + l);                                                 \
+            acc[l] += t * t;                                                        \
+        }                                                                           \
+    for (int l = 0; i < n; i++, l++) {                                              \
+        double t = TERM(i);                                                         \
+        acc[l] += t * t;                                                            \
+    }                                                                               \
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+
+double FN(sum_squares)(const REAL *x, const REAL *y, double c, ptrdiff_t n)
+{
+#define X_ONLY(j) ((double)x[j])
+#define X_PLUS_CY(j) ((double)x[j] + c * (double)y[j])
+    if (y == NULL) {
+        SQUARES(X_ONLY);
+    } else {
+        SQUARES(X_PLUS_CY);
+    }
+#undef X_ONLY
+#undef X_PLUS_CY
+}
+#undef SQUARES
+
 #undef UNROLL
 #undef PREFETCH
 #undef EXP_LO

@@ -173,6 +173,24 @@ def positive_float(value: Any, name: str) -> float:
     return number
 
 
+def real_number(value: Any, name: str, low: float, high: float = np.inf,
+                low_open: bool = False, high_open: bool = True) -> float:
+    """``value`` as a float, or ValueError unless it is a real number (not a
+    string, bool, complex or NaN) in the interval from ``low`` to ``high``,
+    each end open or closed as asked; the message says which interval."""
+    inside = False
+    if not isinstance(value, bool) and isinstance(value, numbers.Real):
+        number = float(value)
+        inside = ((low < number if low_open else low <= number)
+                  and (number < high if high_open else number <= high))
+    if not inside:
+        left, right = "(" if low_open else "[", ")" if high_open else "]"
+        upper = "inf" if high == np.inf else f"{high:g}"
+        raise ValueError(f"{name} must be a real number in {left}{low:g}, {upper}{right}; "
+                         f"got {value!r}")
+    return number
+
+
 def non_negative_float(value: Any, name: str) -> float:
     """``value`` as a float, or ValueError unless it is a finite real number >= 0."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

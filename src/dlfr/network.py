@@ -11,9 +11,17 @@ import numpy as np
 
 from . import _kernels, io, training
 from ._labels import decide
-from ._names import ActivationName, DTypeSpec, LossName, MonitorName
+from ._names import (
+    ActivationName,
+    DTypeSpec,
+    LossName,
+    MonitorName,
+    OptimizerName,
+    ScheduleName,
+)
 from ._validation import U8, U8_SCALE, network_input, positive_float, real_dtype, targets
 from .layers import Dense, KernelLayers, kernel_layers
+from .optimizers import Optimizer
 
 
 class Network:
@@ -230,15 +238,20 @@ class Network:
             monitor: MonitorName = "val_loss", patience: int = 10, min_delta: float = 1e-4,
             validation_fraction: float | None = None,
             callbacks: Iterable[training.Callback] = (),
-            sample_weight: Any = None) -> training.History:
-        """Train by mini-batch SGD with backpropagation; see dlfr.training.fit."""
+            sample_weight: Any = None, optimizer: OptimizerName | Optimizer = "sgd",
+            l2: float = 0.0, lr_schedule: ScheduleName = "constant", power_t: float = 0.5,
+            clip_norm: float | None = None) -> training.History:
+        """Train by mini-batch gradient descent with backpropagation (plain SGD
+        unless ``optimizer`` says otherwise; Adam's usual learning_rate is
+        0.001); see dlfr.training.fit and dlfr.optimizers."""
         return training.fit(self, X, y, epochs=epochs, batch_size=batch_size,
                             learning_rate=learning_rate, loss=loss, seed=seed,
                             shuffle=shuffle, validation_data=validation_data,
                             verbose=verbose, early_stopping=early_stopping, monitor=monitor,
                             patience=patience, min_delta=min_delta,
                             validation_fraction=validation_fraction, callbacks=callbacks,
-                            sample_weight=sample_weight)
+                            sample_weight=sample_weight, optimizer=optimizer, l2=l2,
+                            lr_schedule=lr_schedule, power_t=power_t, clip_norm=clip_norm)
 
     # -- files --------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> None:

@@ -1,10 +1,12 @@
-"""Training by backpropagation: losses, the mini-batch SGD loop, its history,
-early stopping and callbacks.
+"""Training by backpropagation: losses, the mini-batch loop (plain SGD or an
+optimizer), its history, early stopping and callbacks.
 
 The epoch itself runs compiled (``dlfr._kernels.Trainer``): forward pass,
 output delta, deltas through W^T fused with the activation derivative, and
-the gradient GEMMs with the update folded in, for every mini-batch, with the
-GIL released and every buffer allocated once per fit.
+the gradient GEMMs (plain SGD's update folded in; any other optimizer's
+step, L2 decay and clipping in one kernel per parameter array after them),
+for every mini-batch, with the GIL released and every buffer allocated once
+per fit. The optimizers and schedules are :mod:`dlfr.optimizers`'.
 
 ``fit`` works on any network through :class:`Trainable`: public attributes
 plus ``kernel_layers``, the storage the compiled trainer updates in place. It
@@ -18,17 +20,20 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from . import _kernels
+from . import _kernels, optimizers
 from ._early_stopping import EarlyStopping, split_rows
 from ._labels import decide
 from ._names import (
     LOSS_CODES,
     LOSSES,
     MONITORS,
+    SCHEDULES,
     TRAINABLE_HIDDEN,
     TRAINABLE_OUTPUT,
     LossName,
     MonitorName,
+    OptimizerName,
+    ScheduleName,
     lookup,
 )
 from ._validation import (
@@ -40,12 +45,13 @@ from ._validation import (
     open_fraction,
     positive_float,
     positive_int,
+    real_number,
     sample_weights,
     targets,
 )
 from .layers import Dense, KernelLayers
 
-__all__ = ["LOSSES", "Callback", "History", "Trainable", "fit", "loss_value"]
+__all__ = ["LOSSES", "Callback", "History", "Trainable", "fit", "l2_penalty", "loss_value"]
 
 class History(dict[str, list[float]]):
     """What ``fit`` returns: the per-epoch lists, and where training stopped.
@@ -59,7 +65,8 @@ class History(dict[str, list[float]]):
         best_epoch: with early stopping, the epoch whose weights the network
             was left with (the best value of the monitored metric); else None.
         stopped_epoch: the last epoch run when early stopping or a callback
-            stopped training before ``epochs``; None when every epoch ran.
+            stopped training before ``epochs`` (so did the adaptive learning-rate
+            schedule at its floor); None when every epoch ran.
     """
 
     best_epoch: int | None = None
@@ -143,18 +150,49 @@ def fit(net: Trainable, X: Any, y: Any, *, epochs: int, batch_size: int,
         validation_data: Any = None, verbose: bool = False, early_stopping: bool = False,
         monitor: MonitorName = "val_loss", patience: int = 10, min_delta: float = 1e-4,
         validation_fraction: float | None = None, callbacks: Iterable[Callback] = (),
-        sample_weight: Any = None) -> History:
-    """Mini-batch stochastic gradient descent; the gradient is averaged over each batch.
+        sample_weight: Any = None, optimizer: OptimizerName | optimizers.Optimizer = "sgd",
+        l2: float = 0.0, lr_schedule: ScheduleName = "constant", power_t: float = 0.5,
+        clip_norm: float | None = None) -> History:
+    """Mini-batch gradient descent; the gradient is averaged over each batch.
 
     Losses: "mse", C = 1/(2n) sum ||a - y||^2; "cross_entropy", with sigmoid
     outputs C = -(1/n) sum [y ln a + (1 - y) ln(1 - a)] and with softmax
     outputs C = -(1/n) sum y ln a (output delta a - y in both).
 
+    ``optimizer``: "sgd" (plain mini-batch SGD, the default), "momentum",
+    "nesterov", "adam", or a :mod:`dlfr.optimizers` object (``SGD``,
+    ``Adam``), whose state carries on from the object's last fit (see that
+    module: a name starts afresh each call). ``l2``: weight decay lambda >= 0
+    (Nielsen's): the cost gains lambda/(2n) sum ||W||^2 over the weight
+    matrices (not the biases), n the number of training samples (rows, also
+    with sample weights), so every step adds lambda/n W to W's gradient.
+    (scikit-learn's ``alpha`` adds alpha/m W, m the batch size: ``l2 = alpha
+    n / batch_size``.) ``lr_schedule``: "constant", "invscaling" (with
+    ``power_t`` >= 0) or "adaptive", as scikit-learn's MLP defines its
+    ``learning_rate``; the rate changes between epochs (see
+    dlfr.optimizers). ``clip_norm``: each batch's gradient (L2's term
+    included), taken as one vector over every weight and bias, is scaled
+    down to this L2 norm when longer. Plain SGD without L2 or clipping is
+    the folded epoch, bit for bit; anything else materialises the gradient
+    and takes one compiled optimizer step per parameter array.
+
+    ``patience`` and ``min_delta`` have one meaning: an epoch improves when
+    its value beats the best so far by more than ``min_delta``, and
+    ``patience`` epochs in a row without improvement are a stall. The value
+    watched is ``monitor`` with early stopping on, else the epoch's training
+    loss (L2's term included). Early stopping stops at a stall; the
+    "adaptive" schedule divides the rate by 5 at a stall (the count starts
+    again) and ends training at one when the rate is 1e-6 or less already,
+    so with both on a stall first lowers the rate and only stops training
+    at the floor (as scikit-learn's MLP does). scikit-learn's
+    ``n_iter_no_change`` (``tol``: ``min_delta``) acts after
+    n_iter_no_change + 1 epochs without improvement: it is ``patience - 1``.
+
     Returns the :class:`History`: per epoch "loss" and "accuracy" (running
     means over the epoch's mini-batches, as the weights move), and
     "val_loss" and "val_accuracy" after the epoch when there is validation
-    data; its ``best_epoch`` and ``stopped_epoch`` say where training stopped.
-    Epochs are numbered from 0.
+    data (both losses include L2's term); its ``best_epoch`` and
+    ``stopped_epoch`` say where training stopped. Epochs are numbered from 0.
 
     Validation data: ``validation_data=(X_val, y_val)`` (or ``(X_val, y_val,
     sample_weight_val)``), or ``validation_fraction``, a number in (0, 1):
@@ -166,10 +204,10 @@ def fit(net: Trainable, X: Any, y: Any, *, epochs: int, batch_size: int,
     Early stopping (``early_stopping=True``, which needs validation data)
     watches ``monitor``, "val_loss" or "val_accuracy". An epoch improves when
     it beats the best value so far by more than ``min_delta``; after
-    ``patience`` epochs in a row without improvement training stops. The
-    network is then (and also when every epoch ran) left with exactly the
-    weights it had after its best epoch: the one with the best value, the
-    earliest of equals.
+    ``patience`` epochs in a row without improvement training stops (with
+    the adaptive schedule: see above). The network is then (and also when
+    every epoch ran) left with exactly the weights it had after its best
+    epoch: the one with the best value, the earliest of equals.
 
     ``callbacks``: callables ``cb(epoch, history)``, each called after every
     epoch (after early stopping's bookkeeping) with the history so far (the
@@ -180,14 +218,16 @@ def fit(net: Trainable, X: Any, y: Any, *, epochs: int, batch_size: int,
     ``sample_weight``: one finite weight >= 0 per sample, not all zero. Each
     mini-batch's loss and gradient are then the weighted mean over its rows
     (sum of w_i * C_i over the sum of w_i, as scikit-learn's MLP weights
-    them): multiplying every weight by the same number changes nothing,
-    weights of all ones train exactly as none (bit for bit), and for a full
-    batch an integer weight k trains as k copies of the sample and a weight
-    of 0 as if the sample were not there (up to rounding). A mini-batch whose weights are all zero
-    takes no step. The history's "loss" and "accuracy" are weighted means
-    too, and so are "val_loss" and "val_accuracy" with weights for the
-    validation rows (carved from ``sample_weight`` by
-    ``validation_fraction``). The weights are rounded to the network's dtype.
+    them), with plain SGD and with every optimizer: multiplying every weight
+    by the same number changes nothing, weights of all ones train exactly as
+    none (bit for bit), and for a full batch an integer weight k trains as k
+    copies of the sample and a weight of 0 as if the sample were not there
+    (up to rounding). A mini-batch whose weights are all zero takes no step
+    (nor counts as one of Adam's). L2's n stays the number of training rows.
+    The history's "loss" and "accuracy" are weighted means too, and so are
+    "val_loss" and "val_accuracy" with weights for the validation rows
+    (carved from ``sample_weight`` by ``validation_fraction``). The weights
+    are rounded to the network's dtype.
 
     Every argument is checked before the first weight changes, except X's
     NaN and inf, which the weights show after the first epoch (they are then
@@ -198,11 +238,17 @@ def fit(net: Trainable, X: Any, y: Any, *, epochs: int, batch_size: int,
     mini-batches; the network is then left with the weights as they were at
     the start of the interrupted epoch (those of the last completed epoch, or
     as before fit during the first), and the KeyboardInterrupt propagates.
+    An optimizer object's state goes back with the weights.
     """
     epochs = positive_int(epochs, "epochs")
     batch_size = positive_int(batch_size, "batch_size")
     lr = positive_float(learning_rate, "learning_rate")
     loss_code = lookup(LOSS_CODES, loss, "loss")
+    opt = optimizers.resolve(optimizer)
+    l2 = real_number(l2, "l2", 0.0)
+    schedule = lookup({name: name for name in SCHEDULES}, lr_schedule, "lr_schedule")
+    power_t = real_number(power_t, "power_t", 0.0)
+    clip = None if clip_norm is None else positive_float(clip_norm, "clip_norm")
     acts = [layer.activation for layer in net.layers]
     untrainable = [act for act in acts if act not in TRAINABLE_OUTPUT]
     if untrainable:
@@ -218,7 +264,8 @@ def fit(net: Trainable, X: Any, y: Any, *, epochs: int, batch_size: int,
                          f"this network's output activation is {acts[-1]!r}")
     if loss == "mse" and softmax:
         raise ValueError("a softmax output trains with loss='cross_entropy', not 'mse'")
-    stopper = _early_stopping(early_stopping, monitor, patience, min_delta)
+    watch = _watch(monitor, patience, min_delta)  # the adaptive schedule's too
+    stopper = watch if flag(early_stopping, "early_stopping") else None
     callbacks = _check_callbacks(callbacks)
     fraction = None
     if validation_fraction is not None:
@@ -248,16 +295,20 @@ def fit(net: Trainable, X: Any, y: Any, *, epochs: int, batch_size: int,
     n = len(Xa)
     total_weight = n if sw is None else float(np.sum(sw, dtype=np.float64))
     weights, biases, n_outs, acts_codes = net.kernel_layers
-    params = weights + biases
+    params = [p for pair in zip(weights, biases, strict=True) for p in pair]  # W0, b0, W1, ...
+    update = opt.prepare(params, l2 / n, clip)  # refuses another network's optimizer
+    batch = min(batch_size, n)
     trainer = _kernels.Trainer(
         [W.shape[0] for W in weights], [W.shape[1] for W in weights],  # n_in, padded n_out
-        net.sizes[-1], min(batch_size, n), net.dtype.itemsize,
+        net.sizes[-1], batch, net.dtype.itemsize,
     )
     history = History(loss=[], accuracy=[])
     if val is not None:
         history.update(val_loss=[], val_accuracy=[])
     start = [p.copy() for p in params]
+    opt_start = opt.snapshot()
     epoch_start = [p.copy() for p in start]  # for Ctrl-C (one copy of the weights an epoch)
+    opt_epoch_start = opt_start
     best: list[np.ndarray] = []  # with early stopping, the best epoch's weights
     order = np.arange(n, dtype=np.int64)
     for epoch in progress:
@@ -265,19 +316,28 @@ def fit(net: Trainable, X: Any, y: Any, *, epochs: int, batch_size: int,
             order = rng.permutation(n).astype(np.int64, copy=False)
         if epoch:
             _copy(params, epoch_start)
+            opt_epoch_start = opt.snapshot()
+        if update is not None:
+            update.steps = opt.steps
+        rate = opt.epoch_rate(lr, schedule, power_t)
         try:
-            total, hits = trainer.epoch(weights, biases, n_outs, acts_codes, Xa, Y, order, lr,
-                                        loss_code, sw)
+            total, hits = trainer.epoch(weights, biases, n_outs, acts_codes, Xa, Y, order, rate,
+                                        loss_code, update, sw)
         except BaseException:  # KeyboardInterrupt between mini-batches: undo the part-epoch
             _copy(epoch_start, params)
+            opt.restore(opt_epoch_start)
             raise
+        # the compiled rule counts the steps it took (a batch of zero weights takes none)
+        opt.steps = update.steps if update is not None else opt.steps + _steps(order, sw, batch)
         if not (np.isfinite(total) and all(np.isfinite(p).all() for p in params)):
+            opt.restore(opt_start)
             _refuse_non_finite(Xa, params, start, epoch)
         history["loss"].append(total / total_weight)
         history["accuracy"].append(hits / total_weight)
         if val is not None:
             a = net.forward(val[0])
-            history["val_loss"].append(loss_value(a, val[1], loss, softmax, val[2]))
+            history["val_loss"].append(loss_value(a, val[1], loss, softmax, val[2])
+                                       + l2_penalty(weights, l2, n))
             history["val_accuracy"].append(_accuracy(a, val_labels, val[2]))
         if verbose:
             progress.set_postfix({k: f"{v[-1]:.4f}" for k, v in history.items()})
@@ -285,7 +345,12 @@ def fit(net: Trainable, X: Any, y: Any, *, epochs: int, batch_size: int,
         if stopper is not None:
             if stopper.update(epoch, history[stopper.monitor][-1]):
                 best = [p.copy() for p in params] if not best else _copy(params, best)
-            stop = stopper.exhausted
+            stop = stopper.exhausted and schedule != "adaptive"  # adaptive: lower the rate first
+        # the adaptive schedule watches what early stopping does (lower is better), or the loss
+        watched = (history["loss"][-1] if stopper is None
+                   else stopper.score(history[stopper.monitor][-1]))
+        if opt.end_epoch(watched, n, lr, schedule, watch.min_delta, watch.patience):
+            stop = True
         for callback in callbacks:
             stop = bool(callback(epoch, history)) or stop  # every callback sees every epoch
         if stop:
@@ -297,6 +362,21 @@ def fit(net: Trainable, X: Any, y: Any, *, epochs: int, batch_size: int,
     return history
 
 
+def l2_penalty(weights: list[np.ndarray], l2: float, n: int) -> float:
+    """L2's term of the cost, lambda/(2n) sum ||W||^2 (the biases are not in it)."""
+    if l2 == 0:
+        return 0.0
+    return l2 / (2 * n) * sum(float(np.sum(np.square(W, dtype=np.float64))) for W in weights)
+
+
+def _steps(order: np.ndarray, sw: np.ndarray | None, batch: int) -> int:
+    """The epoch's mini-batches of ``order`` that take a step (some weight not zero)."""
+    if sw is None:
+        return -(-len(order) // batch)
+    weighted = np.logical_or.reduceat(sw[order] != 0, np.arange(0, len(order), batch))
+    return int(np.count_nonzero(weighted))
+
+
 def _copy(source: list[np.ndarray], target: list[np.ndarray]) -> list[np.ndarray]:
     """Copy each array of ``source`` into its twin in ``target`` (returned)."""
     for s, t in zip(source, target, strict=True):
@@ -304,15 +384,12 @@ def _copy(source: list[np.ndarray], target: list[np.ndarray]) -> list[np.ndarray
     return target
 
 
-def _early_stopping(early_stopping: Any, monitor: Any, patience: Any,
-                    min_delta: Any) -> EarlyStopping | None:
-    """The watch ``fit``'s early-stopping arguments ask for (None when off);
-    every argument is checked either way."""
-    on = flag(early_stopping, "early_stopping")
-    watch = EarlyStopping(lookup({name: name for name in MONITORS}, monitor, "monitor"),
-                          positive_int(patience, "patience"),
-                          non_negative_float(min_delta, "min_delta"))
-    return watch if on else None
+def _watch(monitor: Any, patience: Any, min_delta: Any) -> EarlyStopping:
+    """The watch ``fit``'s early-stopping arguments ask for, checked (also
+    when early stopping is off: the adaptive schedule counts as it does)."""
+    return EarlyStopping(lookup({name: name for name in MONITORS}, monitor, "monitor"),
+                         positive_int(patience, "patience"),
+                         non_negative_float(min_delta, "min_delta"))
 
 
 def _check_callbacks(callbacks: Any) -> tuple[Callback, ...]:

@@ -31,7 +31,8 @@
 
 static const char *const KERNELS[] = {"sigmoid", "sigmoid_prime", "sigmoid_backward",
                                       "activate", "bias_act", "gemm", "gemm_stream", "gemm_update",
-                                      "act_backward", "output_delta", "bias_update"};
+                                      "act_backward", "output_delta", "bias_update",
+                                      "optimizer_step", "sum_squares"};
 enum { N_KERNELS = sizeof KERNELS / sizeof KERNELS[0] };
 static long passed[N_KERNELS], failed[N_KERNELS], reports;
 
@@ -554,6 +555,125 @@ static void check_output_delta(int level)
                                                     weighted, oi);
 }
 
+/* ---- optimizers: optimizer_step, sum_squares ---- */
+
+static void optimizer_step(void *p, void *g, void *s1, void *s2, ptrdiff_t n,
+                           const struct dlfr_step *step)
+{
+    if (f64)
+        dlfr_optimizer_step_f64(p, g, s1, s2, n, step);
+    else
+        dlfr_optimizer_step_f32(p, g, s1, s2, n, step);
+}
+
+/* Every rule on every length, with and without L2's decay and clipping's
+ * scale: p and the slots to a few ulp of the terms they sum (Adam's step to
+ * its ratio m / sqrt(s)'s), the gradient left exactly zero, NaN kept, the
+ * guards after n untouched, and slots the rule lacks passed as NULL. */
+static void check_optimizer_step(int level)
+{
+    static const char *const names[] = {"sgd", "momentum", "nesterov", "adam"};
+    for (int rule = DLFR_RULE_SGD; rule <= DLFR_RULE_ADAM; rule++)
+        for (int variant = 0; variant < 4; variant++)
+            for (int l = 0; l < N_LENGTHS; l++) {
+                ptrdiff_t n = LENGTHS[l], pad = 5, total = n + pad;
+                struct dlfr_step step = {rule, 0.01 * (1 + variant), 0.9, 0.8, 0.999, 1e-8,
+                                         variant & 1 ? 0.37 : 1.0, variant & 2 ? 0.003 : 0.0};
+                int slots = rule == DLFR_RULE_ADAM ? 2 : rule == DLFR_RULE_SGD ? 0 : 1;
+                void *in[4], *ref[4], *out[4];
+                for (int a = 0; a < 4; a++) {
+                    in[a] = alloc(total);
+                    for (ptrdiff_t i = 0; i < total; i++) set(in[a], i, GUARD);
+                }
+                for (ptrdiff_t i = 0; i < n; i++) {
+                    set(in[0], i, uniform(-2, 2));
+                    /* gradients over seven orders of magnitude, as Adam meets them */
+                    set(in[1], i, uniform(-1, 1) * pow(10.0, uniform(-6, 1)));
+                    set(in[2], i, uniform(-0.5, 0.5) * (rule == DLFR_RULE_ADAM ? 1e-3 : 1.0));
+                    set(in[3], i, uniform(0, 1e-4));
+                }
+                if (n > 3) {
+                    set(in[1], 1, NAN);
+                    set(in[1], 3, 0.0), set(in[2], 3, 0.0), set(in[3], 3, 0.0); /* Adam: 0 / eps */
+                }
+                for (int a = 0; a < 4; a++) ref[a] = copy(in[a], total), out[a] = copy(in[a], total);
+                select_level(DLFR_GENERIC);
+                optimizer_step(ref[0], ref[1], slots > 0 ? ref[2] : NULL, slots > 1 ? ref[3] : NULL,
+                               n, &step);
+                select_level(level);
+                optimizer_step(out[0], out[1], slots > 0 ? out[2] : NULL, slots > 1 ? out[3] : NULL,
+                               n, &step);
+                int ok = 1;
+                ptrdiff_t at = -1;
+                const char *why = "";
+                for (ptrdiff_t i = 0; i < total && ok; i++) {
+                    if (i >= n) { /* the guards, and slots the rule has not, untouched */
+                        for (int a = 0; a < 4; a++)
+                            if (get(out[a], i) != get(in[a], i)) ok = 0, why = "guard";
+                    } else {
+                        double p = fabs(get(in[0], i)), v = fabs(get(in[2], i));
+                        double g = step.grad_scale * (fabs(get(in[1], i)) + step.decay * p);
+                        double m = fabs(get(ref[2], i)), s = fabs(get(ref[3], i));
+                        double moved = rule == DLFR_RULE_ADAM
+                                           ? 8 * step.lr * m / (sqrt(s) + step.epsilon)
+                                           : 2 * (step.momentum * v + step.lr * g);
+                        double tol_v = 4 * tol_elem() * (step.momentum * v + step.lr * g);
+                        if (rule == DLFR_RULE_ADAM)
+                            tol_v = 4 * tol_elem() * (step.beta_1 * v + g);
+                        double tol_s = 4 * tol_elem() * (get(in[3], i) + g * g);
+                        if (!agree(get(out[0], i), get(ref[0], i), tol_elem() * (p + moved)))
+                            ok = 0, why = "p";
+                        if (slots > 0 && !agree(get(out[2], i), get(ref[2], i), tol_v))
+                            ok = 0, why = "s1";
+                        if (slots > 1 && !agree(get(out[3], i), get(ref[3], i), tol_s))
+                            ok = 0, why = "s2";
+                        if (slots < 1 && get(out[2], i) != get(in[2], i)) ok = 0, why = "s1 written";
+                        if (slots < 2 && get(out[3], i) != get(in[3], i)) ok = 0, why = "s2 written";
+                        if (get(out[1], i) != 0.0) ok = 0, why = "gradient not zeroed";
+                        if (i == 1 && n > 3 && !isnan(get(out[0], i))) ok = 0, why = "NaN lost";
+                    }
+                    if (!ok) at = i;
+                }
+                verdict("optimizer_step", ok, "%s variant %d n %td: %s at %td: p %.17g, generic %.17g",
+                        names[rule], variant, n, why, at, ok ? 0.0 : get(out[0], at),
+                        ok ? 0.0 : get(ref[0], at));
+                for (int a = 0; a < 4; a++)
+                    dlfr_aligned_free(in[a]), dlfr_aligned_free(ref[a]), dlfr_aligned_free(out[a]);
+            }
+}
+
+static void check_sum_squares(int level)
+{
+    for (int with_y = 0; with_y < 2; with_y++)
+        for (int l = 0; l < N_LENGTHS; l++) {
+            ptrdiff_t n = LENGTHS[l];
+            double c = with_y ? 0.0123 : 0.0;
+            void *x = alloc(n), *y = alloc(n);
+            fill(x, n, -3, 3);
+            fill(y, n, -50, 50);
+            select_level(DLFR_GENERIC);
+            double ref = f64 ? dlfr_sum_squares_f64(x, with_y ? y : NULL, c, n)
+                             : dlfr_sum_squares_f32(x, with_y ? y : NULL, c, n);
+            select_level(level);
+            double out = f64 ? dlfr_sum_squares_f64(x, with_y ? y : NULL, c, n)
+                             : dlfr_sum_squares_f32(x, with_y ? y : NULL, c, n);
+            /* in double whatever the dtype: a double's ulps per term */
+            double tol = 1e-14 * sqrt((double)(n > 0 ? n : 1)) * fabs(ref);
+            int ok = agree(out, ref, tol) && (n > 0 || out == 0.0);
+            if (n > 3) { /* NaN and inf come through */
+                set(x, 2, INFINITY);
+                double inf = f64 ? dlfr_sum_squares_f64(x, with_y ? y : NULL, c, n)
+                                 : dlfr_sum_squares_f32(x, with_y ? y : NULL, c, n);
+                set(x, 1, NAN);
+                double nan = f64 ? dlfr_sum_squares_f64(x, with_y ? y : NULL, c, n)
+                                 : dlfr_sum_squares_f32(x, with_y ? y : NULL, c, n);
+                ok = ok && isinf(inf) && inf > 0 && isnan(nan);
+            }
+            verdict("sum_squares", ok, "y %d n %td: %.17g, generic %.17g", with_y, n, out, ref);
+            dlfr_aligned_free(x), dlfr_aligned_free(y);
+        }
+}
+
 /* ---- GEMM ---- */
 
 static const ptrdiff_t GEMM_M[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 17, 31, 121};
@@ -752,6 +872,8 @@ int main(void)
             check_act_backward(level);
             check_output_delta(level);
             check_bias_update(level);
+            check_optimizer_step(level);
+            check_sum_squares(level);
             for (int k = 0; k < N_KERNELS; k++) {
                 printf("%-8s %s %-17s %6ld passed %6ld failed\n", current_level, current_dtype,
                        KERNELS[k], passed[k], failed[k]);
