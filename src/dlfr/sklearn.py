@@ -26,7 +26,10 @@ Where they differ: the shuffling order is dlfr's own (the same
 L2 step is ``alpha * W`` divided by ``batch_size`` times the mean sample
 weight in every mini-batch, where scikit-learn divides by the batch's own
 summed weight (the same but for a last, smaller batch and uneven weights);
-with sample weights the epoch's loss is the weighted mean over the epoch.
+with sample weights the epoch's loss is the weighted mean over the epoch;
+for a regressor of several outputs with ``alpha > 0``, ``loss_curve_``
+divides the L2 term by ``n_outputs`` too (dlfr's epoch loss holds both terms
+in one sum; scikit-learn divides the squared error only).
 
 What is dlfr's: ``dtype`` (None: float32 input trains in float32, any other
 in float64, as scikit-learn computes; or force one), ``n_threads`` (of
@@ -822,7 +825,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return "identity"
 
     def _reported_loss(self, loss: float) -> float:
-        # dlfr's mse sums the outputs' squared errors; scikit-learn's averages them
+        # dlfr's mse sums the outputs' squared errors, scikit-learn's averages them
+        # (the L2 term, in the same sum, is divided too: see the module docstring)
         return float(loss) / self.n_outputs_
 
     def _score_values(self, y: np.ndarray, outputs: np.ndarray,
