@@ -12,6 +12,13 @@ The Adam group: the same epoch with Adam (scikit-learn's betas and epsilon,
 learning rate 0.01) in float32, dlfr's compiled step against a NumPy twin of the same
 steps (in-place NumPy updates, as one would write them by hand).
 
+And a whole ``fit``: ``dlfr.sklearn.MLPClassifier`` against scikit-learn's
+``MLPClassifier`` with the same parameters (784-100-10, Adam, mini-batches of
+32, 30 epochs, the first 8,000 digits), each checked to score above 0.95 on
+the last 2,000. That group has no NumPy entry (scikit-learn's MLP is NumPy
+code), so report.py's "vs numpy" column says n/a there: the speed-up is
+scikit-learn's median over dlfr's.
+
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m pytest \\
         benchmarks/test_bench_training.py --benchmark-json=train.json
     python benchmarks/report.py train.json
@@ -248,3 +255,43 @@ def test_dlfr_adam(benchmark, digits, simd):
         np.testing.assert_allclose(layer.W, W, atol=2e-3, rtol=2e-3)
         np.testing.assert_allclose(layer.b, b, atol=2e-3, rtol=2e-3)
 
+
+# -- dlfr.sklearn.MLPClassifier against scikit-learn's, the same parameters --------------
+#: The configuration of issue 17's bar: 784-100-10 (relu, softmax), Adam, mini-batches
+#: of 32, 30 epochs on the first 8,000 bundled digits, scored on the last 2,000.
+FIT_PARAMS = dict(hidden_layer_sizes=(100,), solver="adam", batch_size=32, max_iter=30,
+                  random_state=0)
+FIT_N = 8_000
+
+
+@pytest.fixture(scope="module")
+def digits_split():
+    X, y = dlfr.datasets.load_mnist()  # float32: both estimators train in float32
+    return X[:FIT_N], y[:FIT_N], X[FIT_N:], y[FIT_N:]
+
+
+@pytest.mark.parametrize("impl", ["dlfr", "sklearn"])
+def test_mlp_classifier_fit(benchmark, digits_split, impl, simd):
+    pytest.importorskip("sklearn")
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier as ScikitLearnMLP
+
+    from dlfr.sklearn import MLPClassifier
+
+    X, y, X_test, y_test = digits_split
+    cls = MLPClassifier if impl == "dlfr" else ScikitLearnMLP
+
+    def fit():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)  # 30 epochs: not converged
+            return cls(**FIT_PARAMS).fit(X, y)
+
+    benchmark.group = (f"fit MLPClassifier 784-100-10 adam batch=32 30 epochs {FIT_N} digits "
+                       f"float32 simd={simd}")
+    benchmark.extra_info.update(impl=impl, threads=1)
+    # scikit-learn's fit takes seconds: fewer rounds
+    clf = benchmark.pedantic(fit, rounds=3 if impl == "dlfr" else 1, iterations=1)
+    assert clf.n_iter_ == 30
+    assert clf.score(X_test, y_test) > 0.95
