@@ -59,7 +59,7 @@ TOL = {
               "float64": {"rtol": 1e-13, "atol": 1e-14}},
     "forward": {"float32": {"rtol": 1e-5, "atol": 1e-6},
                 "float64": {"rtol": 1e-13, "atol": 1e-14}},
-    # layers over 64 units: the wide kernels against BLAS (generic, 8+ rows)
+    # layers over 64 units: AVX-512's wide kernel against BLAS elsewhere
     "wide": {"float32": {"rtol": 1e-5, "atol": 1e-6},
              "float64": {"rtol": 1e-13, "atol": 1e-14}},
     "trained": {"float32": {"rtol": 3e-5, "atol": 3e-6},

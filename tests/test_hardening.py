@@ -161,14 +161,14 @@ def test_dense_blas_rows_in_pieces(dtype, rows):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_network_blas_rows_in_pieces(dtype):
     """The forward pass (_engine) and training (_trainer) call BLAS in pieces
-    of the size set_blas_max_rows sets too: at the generic level every layer,
-    in calls of FEW_ROWS_OWN rows or more, goes to BLAS."""
+    of the size set_blas_max_rows sets too: at the generic level a layer over
+    NARROW_MAX units, in calls of FEW_ROWS_OWN rows or more, goes to BLAS."""
     from dlfr import _reference
 
     rng = np.random.default_rng(2)
     X = rng.standard_normal((300, 20)).astype(dtype)
     y = rng.integers(0, 3, 300)
-    sizes = [20, 80, 3]
+    sizes = [20, _kernels.NARROW_MAX + 16, 3]
     started = _kernels.build_info()["simd_in_use"]
     assert _kernels.select_simd(_kernels.SIMD_LEVELS["generic"]) == 0
     try:

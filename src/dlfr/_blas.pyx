@@ -3,8 +3,8 @@
 pieces that fit BLAS's int arguments.
 
 BLAS runs where dlfr's own GEMM does not: widths that are not whole panels
-in dense, and layers in calls of 8 rows or more at the generic SIMD level
-(see _dispatch.pxd, FEW_ROWS_OWN_). Its functions come from scipy's capsules at import, never
+in dense, and wide layers at the generic SIMD level (see _dispatch.pxd,
+NARROW_MAX_). Its functions come from scipy's capsules at import, never
 from a linked libblas.
 """
 

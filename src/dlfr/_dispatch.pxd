@@ -15,23 +15,31 @@ from ._simd cimport dlfr_prefetch, dlfr_step
 
 
 cdef enum:
-    # Every layer runs dlfr's own GEMM where the level's GEMM outruns BLAS
-    # (AVX-512, AVX2, NEON: dlfr_gemm_wide); at the generic level only in
-    # calls of fewer than FEW_ROWS_OWN rows, where BLAS costs more per call
-    # than the work (784->256 + sigmoid at one row: 195 us through scipy's
-    # sgemm, 20 us on the generic kernels). From 8 rows on, BLAS (whose
-    # OpenBLAS has the CPU's own vector code) outruns the generic build's
-    # 16-byte vectors without FMA at every width (784->16: 2x).
+    # Widest output a layer may have and still use dlfr's own GEMM on every
+    # SIMD level; wider layers use it where the level's GEMM outruns BLAS at
+    # any width (AVX-512, AVX2, NEON: dlfr_gemm_wide) and, at the generic
+    # level, in calls of fewer than FEW_ROWS_OWN rows: there BLAS costs more
+    # per call than the work (784->256 + sigmoid at one row: 195 us through
+    # scipy's sgemm, 20 us on the generic kernels), while from 16 rows
+    # OpenBLAS's AVX2 code outruns the generic build's 16-byte vectors.
+    NARROW_MAX_ = 64
     FEW_ROWS_OWN_ = 8
 
 
 # ---- which GEMM, and how many threads ----
 
-# Whether dlfr's GEMM (else BLAS) computes the layers of a call over this
-# many rows. The caller reads it once and passes it down (``own_gemm``), so
-# every decision in a call agrees even if another thread changes the SIMD
-# level meanwhile (BLAS must never run inside the call's OpenMP region).
-cdef bint _own_gemm(Py_ssize_t rows) noexcept nogil
+cdef bint _own_wide(Py_ssize_t rows) noexcept nogil
+
+
+cdef inline bint _own_gemm(Py_ssize_t n_out, bint own_wide) noexcept nogil:
+    """Whether dlfr's GEMM (else BLAS) computes a layer this wide.
+
+    ``own_wide``: _own_wide(rows of the call), read once per call and passed
+    down, so that every decision in a call agrees even if another thread
+    changes the SIMD level meanwhile (BLAS must never run inside the call's
+    OpenMP region).
+    """
+    return n_out <= NARROW_MAX_ or own_wide
 
 
 cdef int _max_threads() noexcept nogil

@@ -13,6 +13,7 @@ ELU: int
 LEAKY_RELU_SLOPE: float
 PANEL: int
 CACHE_LINE: int
+NARROW_MAX: int
 FEW_ROWS_OWN: int
 THREAD_CAP: int
 SIMD_LEVELS: dict[str, int]

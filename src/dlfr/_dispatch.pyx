@@ -37,6 +37,7 @@ ELU = DLFR_ELU
 LEAKY_RELU_SLOPE = DLFR_LEAKY_RELU_SLOPE
 PANEL = DLFR_PANEL
 CACHE_LINE = DLFR_CACHE_LINE
+NARROW_MAX = NARROW_MAX_
 FEW_ROWS_OWN = FEW_ROWS_OWN_
 
 
@@ -100,16 +101,16 @@ def select_simd(int level):
 
 
 def gemm_wide():
-    """Whether the SIMD level in use runs every layer on dlfr's GEMM (every
-    level but generic); if not, layers use BLAS in calls of FEW_ROWS_OWN rows
-    or more. (dense's widths must also be whole panels; network layers are
-    padded so.)"""
+    """Whether the SIMD level in use runs layers of any width on dlfr's GEMM
+    (every level but generic); if not, layers over NARROW_MAX units use BLAS
+    in calls of FEW_ROWS_OWN rows or more.
+    (dense's widths must also be whole panels; network layers are padded so.)"""
     return bool(dlfr_gemm_wide())
 
 
-cdef bint _own_gemm(Py_ssize_t rows) noexcept nogil:
-    """Whether a call over this many rows runs its layers on dlfr's GEMM
-    (see FEW_ROWS_OWN_)."""
+cdef bint _own_wide(Py_ssize_t rows) noexcept nogil:
+    """Whether a call over this many rows runs layers of every width on dlfr's
+    GEMM (see NARROW_MAX_); the caller reads it once and passes it down."""
     return dlfr_gemm_wide() or rows < FEW_ROWS_OWN_
 
 
@@ -122,8 +123,9 @@ def build_info():
         "max_threads": _max_threads(),
         "simd_supported": dlfr_simd_name(dlfr_simd_supported()).decode(),
         "simd_in_use": dlfr_simd_name(dlfr_simd_level()).decode(),
-        "gemm": (("dlfr's kernels" if dlfr_gemm_wide() else
-                  f"dlfr's kernels in calls of fewer than {FEW_ROWS_OWN_} rows; BLAS beyond")
+        "gemm": (("dlfr's kernels at every width" if dlfr_gemm_wide() else
+                  f"dlfr's kernels up to {NARROW_MAX_} outputs, and at every width in "
+                  f"calls of fewer than {FEW_ROWS_OWN_} rows; BLAS beyond")
                  + f" (dense: widths in whole {DLFR_PANEL}-column panels; others BLAS)"),
     }
 

@@ -16,6 +16,7 @@ cdef enum:
 
 cdef struct Net:
     int n_layers
+    int wide            # some layer is wider than NARROW_MAX_ (see _dispatch.pxd, _own_gemm)
     Py_ssize_t n_in[MAX_LAYERS]
     Py_ssize_t n_out[MAX_LAYERS]
     Py_ssize_t ld[MAX_LAYERS]
@@ -37,6 +38,6 @@ cdef inline Py_ssize_t _row_work(Net *net) noexcept nogil:
 cdef int _describe(Net *net, list weights, list biases, list n_outs, list acts,
                    Py_buffer *views, int *held, int writable) except -1
 cdef void _release(Py_buffer *views, int held) noexcept
-cdef Py_ssize_t _layer(Net *net, int l, bint own_gemm, Py_ssize_t rows, const floating *A,
+cdef Py_ssize_t _layer(Net *net, int l, bint own_wide, Py_ssize_t rows, const floating *A,
                        Py_ssize_t lda, floating *C, Py_ssize_t ldc,
                        bint check_finite, bint stream=*) noexcept nogil

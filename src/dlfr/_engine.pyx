@@ -24,8 +24,9 @@ from ._arrays cimport _new_rows, _ready
 from ._blas cimport _blas_gemm_rowmajor, _blas_sizes_fit
 from ._chunks cimport (CHUNK_ROWS, CHUNK_ROWS_WIDE, PARALLEL_MIN_ROWS_, STREAM_MIN_BYTES,
                        _chunks_per_grab, _slice_work)
-from ._dispatch cimport (_aligned_alloc, _aligned_free, _bias_act, _first_nonfinite_row, _gemm,
-                         _gemm_stream, _max_threads, _own_gemm, _thread_count)
+from ._dispatch cimport (NARROW_MAX_, _aligned_alloc, _aligned_free, _bias_act,
+                         _first_nonfinite_row, _gemm, _gemm_stream, _max_threads, _own_gemm,
+                         _own_wide, _thread_count)
 from ._omp cimport omp_get_thread_num
 from ._simd cimport DLFR_PANEL, DLFR_SOFTMAX
 
@@ -38,12 +39,12 @@ MAX_NETWORK_LAYERS = MAX_LAYERS
 
 # ---- the layers ----
 
-cdef Py_ssize_t _slice_rows(Net *net, bint own_gemm, int threads) noexcept nogil:
+cdef Py_ssize_t _slice_rows(Net *net, bint own_wide, int threads) noexcept nogil:
     """Rows per slice of a forward pass (see _chunks.pxd, SLICE_WORK): whole
     chunks, at least one a thread; where BLAS runs the layers (threaded by
     itself), one chunk at most."""
     cdef Py_ssize_t rows
-    if not own_gemm:
+    if _uses_blas(net, own_wide):
         rows = _slice_work(_max_threads()) // _row_work(net)
         return max(CHUNK_ROWS, min(rows, CHUNK_ROWS_WIDE))
     rows = _slice_work(threads) // _row_work(net)
@@ -73,6 +74,7 @@ cdef int _describe(Net *net, list weights, list biases, list n_outs, list acts,
             raise ValueError("dlfr._kernels: layer arrays must be C-contiguous, aligned, "
                              "native arrays of one float dtype")
     net.n_layers = L
+    net.wide = 0
     net.max_ld = 0
     for i in range(L):
         PyObject_GetBuffer(weights[i], &views[held[0]], flags)
@@ -92,11 +94,18 @@ cdef int _describe(Net *net, list weights, list biases, list n_outs, list acts,
         if not _blas_sizes_fit(net.n_in[i], net.ld[i]):
             raise ValueError(f"layer {i}: dlfr takes at most {INT_MAX} inputs and outputs "
                              "per layer")
+        if net.n_out[i] > NARROW_MAX_:
+            net.wide = 1
         if net.ld[i] > net.max_ld:
             net.max_ld = net.ld[i]
     return 0
 
 
+
+
+cdef inline bint _uses_blas(Net *net, bint own_wide) noexcept nogil:
+    """Whether some layer of the network goes to BLAS (see _own_gemm)."""
+    return net.wide and not own_wide
 
 
 cdef void _release(Py_buffer *views, int held) noexcept:
@@ -105,14 +114,14 @@ cdef void _release(Py_buffer *views, int held) noexcept:
         PyBuffer_Release(&views[i])
 
 
-cdef Py_ssize_t _layer(Net *net, int l, bint own_gemm, Py_ssize_t rows, const floating *A,
+cdef Py_ssize_t _layer(Net *net, int l, bint own_wide, Py_ssize_t rows, const floating *A,
                        Py_ssize_t lda, floating *C, Py_ssize_t ldc,
                        bint check_finite, bint stream=False) noexcept nogil:
     """C = act(A @ W + b) for layer l: with ldc = ld, whole padded rows (the
     padding columns junk); with ldc = n_out, the real columns alone, rows one
     after another (a network's output).
 
-    ``own_gemm``: _own_gemm(rows of the call), read once per call.
+    ``own_wide``: as for _own_gemm.
     ``check_finite``: returns the first row of A holding NaN or inf, C then
     unfinished (see _first_bad_input_row); else -1.
     ``stream``: A comes from memory (see STREAM_MIN_BYTES); the same sums.
@@ -124,7 +133,7 @@ cdef Py_ssize_t _layer(Net *net, int l, bint own_gemm, Py_ssize_t rows, const fl
     # Activate rows whole (one contiguous vectorised pass, padding included)
     # unless softmax, whose sum must see the real columns only.
     cdef Py_ssize_t cols = net.n_out[l] if net.act[l] == DLFR_SOFTMAX else ldc
-    cdef bint own = own_gemm or n_in == 0
+    cdef bint own = _own_gemm(net.n_out[l], own_wide) or n_in == 0
     if own and stream:
         _gemm_stream(rows, ldc, n_in, A, lda, W, ld, b, C, ldc)
     elif own:
@@ -214,7 +223,7 @@ def decide_rows(const floating[:, ::1] a, int64_t[::1] labels):
 
 # ---- the forward pass: chunks of rows through every layer ----
 
-cdef Py_ssize_t _forward_chunk(Net *net, bint own_gemm, bint stream, Py_ssize_t rows,
+cdef Py_ssize_t _forward_chunk(Net *net, bint own_wide, bint stream, Py_ssize_t rows,
                                const floating *X, Py_ssize_t ldx, floating *out, int64_t *labels,
                                floating *buf0, floating *buf1, bint check_finite) noexcept nogil:
     """out (rows x n_out of the last layer) = the network applied to X's rows;
@@ -233,7 +242,7 @@ cdef Py_ssize_t _forward_chunk(Net *net, bint own_gemm, bint stream, Py_ssize_t 
             C = out  # the real columns straight into the output: no padded rows to copy
         else:
             C = buf0 if l % 2 == 0 else buf1
-        bad = _layer(net, l, own_gemm, rows, A, lda, C, n_out if C == out else net.ld[l],
+        bad = _layer(net, l, own_wide, rows, A, lda, C, n_out if C == out else net.ld[l],
                      check_finite and l == 0, stream and l == 0)
         if bad >= 0:
             return bad
@@ -251,7 +260,7 @@ cdef void _scale_rows(const unsigned char *src, Py_ssize_t n, floating scale,
         dst[i] = src[i] * scale
 
 
-cdef void _run_chunk(Net *net, bint own_gemm, bint stream, const void *X, int x_is_u8,
+cdef void _run_chunk(Net *net, bint own_wide, bint stream, const void *X, int x_is_u8,
                      floating scale,
                      Py_ssize_t r0, Py_ssize_t rows, Py_ssize_t chunk, floating *out,
                      int64_t *labels, floating *work, Py_ssize_t *bad) noexcept nogil:
@@ -272,7 +281,7 @@ cdef void _run_chunk(Net *net, bint own_gemm, bint stream, const void *X, int x_
         _scale_rows(<const unsigned char *>X + r0 * n_in, rows * n_in, scale, <floating *>Xc)
     else:
         Xc = <const floating *>X + r0 * n_in
-    r = _forward_chunk(net, own_gemm, stream and not x_is_u8, rows, Xc, n_in,
+    r = _forward_chunk(net, own_wide, stream and not x_is_u8, rows, Xc, n_in,
                        out + r0 * n_out if out != NULL else NULL,
                        labels + r0 if labels != NULL else NULL, work,
                        work + chunk * net.max_ld, bad != NULL)
@@ -280,12 +289,12 @@ cdef void _run_chunk(Net *net, bint own_gemm, bint stream, const void *X, int x_
         bad[0] = min(bad[0], r0 + r)
 
 
-cdef int _forward(Net *net, bint own_gemm, Py_ssize_t n, const void *X, int x_is_u8,
+cdef int _forward(Net *net, bint own_wide, Py_ssize_t n, const void *X, int x_is_u8,
                   floating scale, floating *out, int64_t *labels, int n_threads,
                   Py_ssize_t *first_bad) except -1 nogil:
     """The whole network over n rows into out (or their labels: see
-    _forward_chunk), in chunks, on up to n_threads threads (1 when the
-    layers go to BLAS: see _own_gemm).
+    _forward_chunk), in chunks, on up to n_threads threads (1 when a layer
+    goes to BLAS: see _uses_blas).
 
     ``first_bad`` (float input, check_finite; else NULL): set to the index of
     the first row holding NaN or inf (the lowest, whichever thread finds
@@ -293,7 +302,7 @@ cdef int _forward(Net *net, bint own_gemm, Py_ssize_t n, const void *X, int x_is
     """
     # a batch smaller than a chunk gets buffers its own size (batch 1: a
     # smaller allocation than a chunk's)
-    cdef Py_ssize_t chunk = max(1, min(CHUNK_ROWS_WIDE if not own_gemm
+    cdef Py_ssize_t chunk = max(1, min(CHUNK_ROWS_WIDE if _uses_blas(net, own_wide)
                                        else CHUNK_ROWS, n))
     cdef Py_ssize_t n_chunks = (n + chunk - 1) // chunk
     cdef Py_ssize_t c
@@ -318,7 +327,7 @@ cdef int _forward(Net *net, bint own_gemm, Py_ssize_t n, const void *X, int x_is
             raise MemoryError("dlfr: no memory for the forward pass's working buffers")
     if threads == 1:
         for c in range(n_chunks):
-            _run_chunk(net, own_gemm, stream, X, x_is_u8, scale, c * chunk,
+            _run_chunk(net, own_wide, stream, X, x_is_u8, scale, c * chunk,
                        min(chunk, n - c * chunk), chunk, out, labels, work, bad)
             if bad != NULL and bad[0] < n:
                 break  # chunks in order: this is the first bad row
@@ -329,7 +338,7 @@ cdef int _forward(Net *net, bint own_gemm, Py_ssize_t n, const void *X, int x_is
         # on any thread, so results do not change
         for c in prange(n_chunks, num_threads=threads, schedule="dynamic",
                         chunksize=_chunks_per_grab(n_chunks, threads)):
-            _run_chunk(net, own_gemm, stream, X, x_is_u8, scale, c * chunk,
+            _run_chunk(net, own_wide, stream, X, x_is_u8, scale, c * chunk,
                        min(chunk, n - c * chunk), chunk, out, labels,
                        work + omp_get_thread_num() * per_thread,
                        bad + omp_get_thread_num() if bad != NULL else NULL)
@@ -385,7 +394,7 @@ cdef class Engine:
         lets NaN propagate.
         """
         cdef int threads, is_u8 = _ready(X, 2, cnp.NPY_UINT8)
-        cdef bint own_gemm
+        cdef bint own_wide
         cdef Py_ssize_t n, first_bad = -1, r = 0, m, step, x_row, o_row
         cdef Py_ssize_t *check = NULL
         cdef void *x
@@ -397,8 +406,8 @@ cdef class Engine:
             return None
         threads = _thread_count(n_threads)
         n = cnp.PyArray_DIM(<cnp.ndarray>X, 0)
-        own_gemm = _own_gemm(n)
-        if n < PARALLEL_MIN_ROWS_ or not own_gemm:
+        own_wide = _own_wide(n)
+        if n < PARALLEL_MIN_ROWS_ or _uses_blas(&self.net, own_wide):
             threads = 1  # BLAS threads its layers; one threading runtime per call
         dims[0] = n
         if labels:
@@ -416,16 +425,16 @@ cdef class Engine:
             check = &first_bad
         x_row = self.net.n_in[0] * (1 if is_u8 else self.itemsize)
         o_row = self.net.n_out[self.net.n_layers - 1] * self.itemsize
-        step = _slice_rows(&self.net, own_gemm, threads)
+        step = _slice_rows(&self.net, own_wide, threads)
         while True:  # in slices, answering signals between them (see _chunks.pxd)
             m = min(step, n - r)
             with nogil:
                 if self.typenum == cnp.NPY_FLOAT32:
-                    _forward(&self.net, own_gemm, m, <char *>x + r * x_row, is_u8, <float>scale,
+                    _forward(&self.net, own_wide, m, <char *>x + r * x_row, is_u8, <float>scale,
                              <float *>(<char *>o + r * o_row) if o != NULL else NULL,
                              lab + r if lab != NULL else NULL, threads, check)
                 else:
-                    _forward(&self.net, own_gemm, m, <char *>x + r * x_row, is_u8,
+                    _forward(&self.net, own_wide, m, <char *>x + r * x_row, is_u8,
                              <double>scale,
                              <double *>(<char *>o + r * o_row) if o != NULL else NULL,
                              lab + r if lab != NULL else NULL, threads, check)

@@ -17,6 +17,7 @@ from ._dispatch import (
     IDENTITY,
     LEAKY_RELU,
     LEAKY_RELU_SLOPE,
+    NARROW_MAX,
     PANEL,
     RELU,
     SIGMOID,
@@ -56,7 +57,7 @@ MODULES = ("_dispatch", "_blas", "_ops", "_engine", "_trainer")
 
 __all__ = [
     "CACHE_LINE", "ELU", "FEW_ROWS_OWN", "IDENTITY", "LEAKY_RELU", "LEAKY_RELU_SLOPE",
-    "LOSS_CROSS_ENTROPY", "LOSS_MSE", "MAX_NETWORK_LAYERS", "MODULES", "PANEL",
+    "LOSS_CROSS_ENTROPY", "LOSS_MSE", "MAX_NETWORK_LAYERS", "MODULES", "NARROW_MAX", "PANEL",
     "PARALLEL_MIN_ELEMENTS", "PARALLEL_MIN_ROWS", "RELU", "RULE_ADAM", "RULE_MOMENTUM",
     "RULE_NESTEROV", "RULE_SGD", "SIGMOID", "SIMD_LEVELS", "SOFTMAX", "STEP", "TANH",
     "THREAD_CAP", "Engine", "Trainer", "Update", "activate", "build_info", "decide_rows",

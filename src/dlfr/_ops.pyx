@@ -20,7 +20,7 @@ from ._arrays cimport _new_rows, _overlaps, _ready
 from ._blas cimport _blas_gemm_rowmajor, _blas_sizes_fit
 from ._chunks cimport CHUNK_ROWS, PARALLEL_MIN_ROWS_, _chunks_per_grab, _slice_work
 from ._dispatch cimport (_activate, _aligned_alloc, _aligned_free, _bias_act, _gemm,
-                         _max_threads, _own_gemm, _sigmoid_backward, _sigmoid_prime)
+                         _max_threads, _own_gemm, _own_wide, _sigmoid_backward, _sigmoid_prime)
 from ._simd cimport DLFR_CACHE_LINE, DLFR_PANEL, DLFR_SOFTMAX
 
 cnp.import_array()
@@ -161,7 +161,7 @@ cdef void _dense(const floating *X, const floating *W, const floating *b, floati
         for r in range(n):
             memcpy(&out[r * n_out], b, n_out * sizeof(floating))
         _bias_act(out, n, n_out, n_out, <const floating *>NULL, act)
-    elif n_out % DLFR_PANEL == 0 and _own_gemm(n):
+    elif n_out % DLFR_PANEL == 0 and _own_gemm(n_out, _own_wide(n)):
         if n >= ALIGN_COPY_MIN_ROWS and <size_t>W % DLFR_CACHE_LINE != 0:
             # W's panel rows straddle cache lines (two loads each): for a batch
             # this large an aligned copy of W costs less than it saves

@@ -24,7 +24,7 @@ cimport numpy as cnp
 from ._arrays cimport _ready
 from ._chunks cimport _slice_work
 from ._dispatch cimport (_act_backward, _aligned_alloc, _aligned_free, _bias_update, _gemm,
-                         _gemm_update, _optimizer_step, _output_delta, _own_gemm, _sum_squares)
+                         _gemm_update, _optimizer_step, _output_delta, _own_wide, _sum_squares)
 from ._engine cimport MAX_LAYERS, Net, _describe, _layer, _release, _row_work
 from ._simd cimport (DLFR_CROSS_ENTROPY, DLFR_MSE, DLFR_PANEL, DLFR_RULE_ADAM,
                      DLFR_RULE_MOMENTUM, DLFR_RULE_NESTEROV, DLFR_RULE_SGD, dlfr_prefetch,
@@ -161,7 +161,7 @@ cdef void _train_epoch(Net *net, floating *work, Py_ssize_t batch, const floatin
     cdef double weight_sum
     cdef floating step, mean
     cdef dlfr_prefetch next_rows  # the next batch's input rows
-    cdef bint own_gemm = _own_gemm(batch)  # once per epoch
+    cdef bint own_wide = _own_wide(batch)  # once per epoch (see _own_gemm)
     for l in range(L):
         A[l] = p
         D[l] = p + batch * net.ld[l]
@@ -209,7 +209,7 @@ cdef void _train_epoch(Net *net, floating *work, Py_ssize_t batch, const floatin
         A_prev = X_batch
         lda = n_in
         for l in range(L):
-            _layer(net, l, own_gemm, m, A_prev, lda, A[l], net.ld[l], False)
+            _layer(net, l, own_wide, m, A_prev, lda, A[l], net.ld[l], False)
             A_prev = A[l]
             lda = net.ld[l]
         loss_sum[0] += _output_delta(A[L - 1], Y_batch, S_batch, D[L - 1], m, n_out,

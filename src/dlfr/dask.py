@@ -6,8 +6,8 @@ before any task is submitted; the blocks then run ``Network.forward`` /
 ``Network.predict`` unchanged. A row's result is the in-memory one bit for
 bit, however the rows are chunked: dlfr's forward pass is batch-invariant
 (each output is the same arithmetic whatever batch its row is in), except
-in layers it leaves to BLAS (at the generic SIMD level, in calls of 8
-rows or more), which agree to rounding only.
+in layers it leaves to BLAS (over 64 units at a SIMD level without
+AVX-512), which agree to rounding only.
 
 The network enters the graph once, as a single key that every block depends
 on (``dask.delayed(net)``), not copied into each block's task: on a

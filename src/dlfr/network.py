@@ -168,7 +168,7 @@ class Network:
         ``n_threads``: None uses every core; small batches stay on one thread;
         never more than ``dlfr._kernels.THREAD_CAP`` threads (4 per processor
         the process may use), whatever is asked. Where a layer goes to BLAS
-        (at the generic SIMD level, in calls of 8 rows or more;
+        (over 64 units at the generic SIMD level, in calls of 8 rows or more;
         ``dlfr.show_config()`` tells) the network leaves the threading to BLAS
         instead (one threading runtime per call; set its threads with
         threadpoolctl). The GIL is released while the network runs.
