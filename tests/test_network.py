@@ -345,7 +345,7 @@ def test_results_do_not_depend_on_batching(sizes, dtype):
     of odd size, two threads or the whole batch all agree exactly (what
     makes dlfr.dask's predictions equal the in-memory ones); 784 inputs x
     4099 rows is over 8 MB, so the whole batch's first layer takes
-    gemm_stream and the slices gemm. BLAS, which runs the layers at the
+    gemm_stream and the slices gemm. BLAS, which runs wide layers at the
     generic level, promises no such thing.
     """
     if max(sizes[1:]) > _kernels.NARROW_MAX and not _kernels.gemm_wide():
