@@ -382,7 +382,10 @@ def _class_labels(value: Any, n_out: int) -> np.ndarray:
     # np.array quietly makes [1, "a"] strings and 2**63 uint64; neither is a label set
     mixed = labels.dtype.kind == "U" and isinstance(value, (list, tuple)) and not all(
         isinstance(x, str) for x in value)
-    too_big = labels.dtype.kind == "u" and labels.size and labels.max() > np.iinfo(np.int64).max
+    # compared as Python ints: NumPy 1.x compares uint64 with int64 in float64, where
+    # 2**63 equals int64's maximum
+    too_big = (labels.dtype.kind == "u" and labels.size
+               and int(labels.max()) > np.iinfo(np.int64).max)
     if mixed or too_big or labels.ndim != 1 or labels.dtype.kind not in "iuU" \
             or len(labels) != expected:
         what = "one per output" if n_out > 1 else "below 0.5 and from 0.5 of the one output"
